@@ -1,0 +1,24 @@
+"""`sipprov serve`: run the service (HTTP API + applier)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API and the applier")
+    p.add_argument("--host", help="listen address (default: [http] host)")
+    p.add_argument("--port", type=int, help="listen port (default: [http] port)")
+    p.set_defaults(func=run)
+
+
+async def run(cfg: Config, args: argparse.Namespace) -> int:
+    from ..server import serve
+
+    changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    cfg.http = dataclasses.replace(cfg.http, **changes)
+    await serve(cfg)
+    return 0

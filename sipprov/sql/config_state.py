@@ -1,0 +1,61 @@
+"""SQL for the config version: bumped with every change Asterisk sees, in the same
+transaction, and followed by the applier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+NOTIFY_CHANNEL = "sipprov_config"
+
+BUMP = "UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version"
+NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)"
+READ = (
+    "SELECT version, applied_version, applied_at, last_error, last_error_at, last_apply_ms"
+    " FROM config_state WHERE id = 1"
+)
+MARK_APPLIED = (
+    "UPDATE config_state SET applied_version = GREATEST(applied_version, $1),"
+    " applied_at = now(), last_error = NULL, last_error_at = NULL, last_apply_ms = $2"
+    " WHERE id = 1"
+)
+MARK_ERROR = "UPDATE config_state SET last_error = $1, last_error_at = now() WHERE id = 1"
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    version: int
+    applied_version: int
+    applied_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    last_apply_ms: int | None
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.version - self.applied_version)
+
+
+async def bump(conn: asyncpg.Connection) -> int:
+    """Bump the version inside the caller's transaction; the NOTIFY is sent on commit.
+
+    Call it as late as possible in the transaction: the row lock is held until commit.
+    """
+    version = await conn.fetchval(BUMP)
+    await conn.execute(NOTIFY, str(version))
+    return int(version)
+
+
+async def read(conn: asyncpg.Connection | asyncpg.Pool) -> ConfigState:
+    row = await conn.fetchrow(READ)
+    return ConfigState(**dict(row))
+
+
+async def mark_applied(conn: asyncpg.Connection | asyncpg.Pool, version: int, ms: int) -> None:
+    await conn.execute(MARK_APPLIED, version, ms)
+
+
+async def mark_error(conn: asyncpg.Connection | asyncpg.Pool, error: str) -> None:
+    await conn.execute(MARK_ERROR, error[:2000])
