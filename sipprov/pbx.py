@@ -13,7 +13,6 @@ and by the test fixtures, never on the request path.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -232,6 +231,8 @@ def _remove_tree(path: Path) -> None:
     """Delete a (half-built) root, never following into something mounted in it."""
     if not path.exists() and not path.is_symlink():
         return
+    if _processes_in_root(path):
+        raise PbxError(f"cannot remove {path}: processes are running in it")
     for mnt in _mountpoints_under(path):
         subprocess.run(["umount", mnt], capture_output=True)
         if _is_mountpoint(Path(mnt)):
@@ -239,8 +240,6 @@ def _remove_tree(path: Path) -> None:
     left = _mountpoints_under(path)
     if left:
         raise PbxError(f"cannot remove {path}: still mounted: {', '.join(left)}")
-    if _processes_in_root(path):
-        raise PbxError(f"cannot remove {path}: processes are running in it")
     shutil.rmtree(path)
 
 
@@ -394,12 +393,14 @@ def _asterisk_version(root: Path) -> str:
 # ----------------------------------------------------------------------------- config
 
 
-def _write(path: Path, text: str, mode: int = FILE_MODE) -> None:
+def write_atomic(path: Path, text: str, mode: int = FILE_MODE) -> None:
     """Atomic write (temp + fsync + rename) with the final mode set before the rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, text.encode())
+        data = memoryview(text.encode())
+        while data:
+            data = data[os.write(fd, data):]
         os.fchmod(fd, mode)
         os.fsync(fd)
     finally:
@@ -451,21 +452,23 @@ def write_base_config(cfg: Config) -> None:
     root = _root(pbx)
     inst = pbx.instance_dir
     in_root = pbx.instance_dir_in_root
+    user = _checked("asterisk.ami_user", ast.ami_user)
+    secret = _checked("asterisk.ami_secret", ast.ami_secret)
+    transport = _checked("asterisk.transport", ast.transport)
+    realm = _checked("asterisk.sip_realm", ast.sip_realm)
+    include = _generated_include_dir(cfg)
+    module_dir = _module_dir(root)
     for sub in ("", "etc", "etc/asterisk", "run", "log", "spool", "lib", "lib/keys",
                 "cache", "spool/outgoing", "spool/tmp"):
         _mkdir(inst / sub)
     etc = _etc(pbx)
-    user = _checked("asterisk.ami_user", ast.ami_user)
-    secret = _checked("asterisk.ami_secret", ast.ami_secret)
-    transport = _checked("asterisk.transport", ast.transport)
-    include = _generated_include_dir(cfg)
 
-    _write(etc / "asterisk.conf", (
+    write_atomic(etc / "asterisk.conf", (
         "; Written by sipprov for the development PBX instance "
         f"'{pbx.instance}'; rewritten on every start.\n"
         "[directories]\n"
         f"astetcdir => {in_root}/etc/asterisk\n"
-        f"astmoddir => {_module_dir(root)}\n"
+        f"astmoddir => {module_dir}\n"
         f"astvarlibdir => {in_root}/lib\n"
         f"astdbdir => {in_root}/lib\n"
         f"astkeydir => {in_root}/lib/keys\n"
@@ -487,25 +490,24 @@ def write_base_config(cfg: Config) -> None:
         "astctlpermissions = 0600\n"
         "astctl = asterisk.ctl\n"
     ))
-    _write(etc / "modules.conf", (
+    write_atomic(etc / "modules.conf", (
         "; Only what sipprov needs, so the instance boots in about a second.\n"
         "[modules]\nautoload = no\n" + "".join(f"load => {m}\n" for m in MODULES)
     ))
-    _write(etc / "logger.conf", (
+    write_atomic(etc / "logger.conf", (
         "[general]\n"
         "dateformat = %F %T.%3q\n"
         "\n[logfiles]\n"
         "messages.log => notice,warning,error\n"
         "security.log => security\n"
     ))
-    _write(etc / "manager.conf", (
+    write_atomic(etc / "manager.conf", (
         "[general]\n"
         "enabled = yes\n"
         "webenabled = no\n"
         f"port = {int(ast.ami_port)}\n"
         "bindaddr = 127.0.0.1\n"
         "displayconnects = no\n"
-        "; big event lists (10,000 endpoints) to a busy client must not be cut off\n"
         "timestampevents = no\n"
         "\n"
         f"[{user}]\n"
@@ -514,10 +516,17 @@ def write_base_config(cfg: Config) -> None:
         "permit = 127.0.0.1/255.255.255.255\n"
         "read = system,call,command,reporting,config,agent,user,originate\n"
         "write = system,call,command,reporting,config,agent,user,originate\n"
+        "; big event lists (10,000 endpoints) to a busy client must not be cut off\n"
         "writetimeout = 10000\n"
     ))
-    _write(etc / "pjsip.conf", (
+    write_atomic(etc / "pjsip.conf", (
         "; The transport is the operator's; sipprov's endpoints are included below.\n"
+        "[global]\n"
+        "type = global\n"
+        "; unknown users are challenged with the same realm as real ones, so the realm\n"
+        "; does not tell which accounts exist\n"
+        f"default_realm = {realm}\n"
+        "\n"
         f"[{transport}]\n"
         "type = transport\n"
         "protocol = udp\n"
@@ -525,20 +534,20 @@ def write_base_config(cfg: Config) -> None:
         "\n"
         f"#tryinclude {include}/pjsip.conf\n"
     ))
-    _write(etc / "extensions.conf", (
+    write_atomic(etc / "extensions.conf", (
         "[general]\nstatic = yes\nwriteprotect = yes\n\n[globals]\n\n"
         f"#tryinclude {include}/extensions.conf\n"
     ))
-    _write(etc / "queues.conf", f"[general]\n\n#tryinclude {include}/queues.conf\n")
+    write_atomic(etc / "queues.conf", f"[general]\n\n#tryinclude {include}/queues.conf\n")
     for name, text in _CORE_FILES.items():
-        _write(etc / name, text)
+        write_atomic(etc / name, text)
     # Queue callers hear music on hold; the package ships no music, so the default
     # class plays one second of silence (signed linear, 8 kHz) from the instance.
     _mkdir(inst / "lib/moh")
     silence = inst / "lib/moh/silence.sln"
     if not silence.exists():
-        _write(silence, "\0" * 16000)
-    _write(etc / "musiconhold.conf", (
+        write_atomic(silence, "\0" * 16000)
+    write_atomic(etc / "musiconhold.conf", (
         f"[general]\n\n[default]\nmode = files\ndirectory = {in_root}/lib/moh\n"
     ))
 
@@ -547,7 +556,7 @@ def write_base_config(cfg: Config) -> None:
     for name in ("pjsip.conf", "extensions.conf", "queues.conf"):
         path = gen / name
         if not path.exists():
-            _write(path, "", cfg.security.file_mode)
+            write_atomic(path, "", cfg.security.file_mode)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -636,7 +645,7 @@ def _ensure_mounts(cfg: PbxConfig) -> None:
         if res.returncode != 0:
             raise PbxError(f"cannot mount {target}: {res.stderr.strip()}")
         ours.add(str(target))
-    _write(record, json.dumps(sorted(ours)) + "\n")
+    write_atomic(record, json.dumps(sorted(ours)) + "\n")
 
 
 def _release_mounts(cfg: PbxConfig) -> None:
@@ -658,7 +667,7 @@ def _release_mounts(cfg: PbxConfig) -> None:
         if res.returncode != 0:
             left.append(target)
     if left:
-        _write(record, json.dumps(left) + "\n")
+        write_atomic(record, json.dumps(left) + "\n")
     else:
         record.unlink(missing_ok=True)
 
@@ -737,6 +746,7 @@ def start(cfg: Config) -> None:
     with _locked(pbx):
         if _find_pid(pbx) is not None:
             return
+        _check_ports_free(cfg)
         write_base_config(cfg)
         _ensure_mounts(pbx)
         _clear_run_dir(pbx)
@@ -764,16 +774,19 @@ def start(cfg: Config) -> None:
 
 
 def _wait_booted(cfg: Config) -> None:
+    """Wait until `core waitfullybooted` answers on the instance's control socket and
+    AMI accepts our Login; PbxError with the log tails after cfg.pbx.boot_timeout_s."""
     pbx, ast = cfg.pbx, cfg.asterisk
-    deadline = time.monotonic() + pbx.boot_timeout_s
+    started = time.monotonic()
+    deadline = started + pbx.boot_timeout_s
     last = ""
-    # 1. the daemon runs and its control socket answers `core waitfullybooted`
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise PbxError(f"asterisk did not boot within {pbx.boot_timeout_s} s "
+            raise PbxError(f"asterisk did not boot within {pbx.boot_timeout_s:g} s "
                            f"({last})\n{_log_tails(pbx)}")
-        if _find_pid(pbx) is None and time.monotonic() > deadline - pbx.boot_timeout_s + 2:
+        # -F forks before the parent exits, so the daemon is visible right away
+        if _find_pid(pbx) is None and time.monotonic() - started > 1.0:
             raise PbxError(f"asterisk exited during boot\n{_log_tails(pbx)}")
         try:
             rx(cfg, "core waitfullybooted", timeout=max(1.0, left))
@@ -781,20 +794,33 @@ def _wait_booted(cfg: Config) -> None:
         except PbxError as exc:
             last = str(exc)
             time.sleep(0.1)
-    # 2. AMI answers a Login with our account
     while True:
         left = deadline - time.monotonic()
         try:
             _ami_login("127.0.0.1", ast.ami_port, ast.ami_user, ast.ami_secret,
                        timeout=max(0.5, min(5.0, left)))
             return
-        except PbxError:
-            raise
         except OSError as exc:
             if left <= 0:
                 raise PbxError(f"AMI on 127.0.0.1:{ast.ami_port} did not answer: {exc}\n"
                                f"{_log_tails(pbx)}") from exc
             time.sleep(0.1)
+
+
+def _check_ports_free(cfg: Config) -> None:
+    """Refuse to start when another program (or instance) holds our AMI or SIP port:
+    Asterisk would boot without them and our AMI check could reach the wrong PBX."""
+    ami_port, sip_port = cfg.asterisk.ami_port, cfg.pbx.sip_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        if tcp.connect_ex(("127.0.0.1", ami_port)) == 0:
+            raise PbxError(f"AMI port 127.0.0.1:{ami_port} is already in use (another "
+                           "PBX instance?); set asterisk.ami_port")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            udp.bind(("127.0.0.1", sip_port))
+        except OSError as exc:
+            raise PbxError(f"SIP port 127.0.0.1:{sip_port}/udp is already in use "
+                           f"({exc.strerror}); set pbx.sip_port") from None
 
 
 def stop(cfg: Config, timeout: float = 15.0) -> None:

@@ -111,3 +111,14 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI (CI=true requires the real stack): {reason}"
+
+
+@pytest.fixture
+async def agent_pool(cfg: config_mod.Config, pool: asyncpg.Pool) -> asyncpg.Pool:
+    """`pool` with the extension pool synced to cfg.extensions, as the service does on
+    start (tests that change cfg.extensions sync again themselves)."""
+    from sipprov import extensions
+
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, cfg.extensions)
+    return pool

@@ -1,5 +1,5 @@
 """Sub-commands of `sipprov`; each module has `register(subparsers)`."""
 
-from . import db, pbx, serve
+from . import agents, db, pbx, serve
 
-COMMAND_MODULES = [serve, db, pbx]
+COMMAND_MODULES = [serve, db, pbx, agents]

@@ -1,0 +1,134 @@
+"""Atomic writes of the generated Asterisk files, and the last good copy of each.
+
+Asterisk may read a file at any moment (a reload, a restart), so a file is never
+written in place: temp file in the same folder, fsync, rename over, fsync the folder.
+A file whose bytes would not change is not touched (no write, no reload).
+
+`<name>.prev` is the last copy Asterisk accepted (saved by keep_good() after a
+verified apply); restore_good() puts it back when a reload is rejected. Asterisk only
+includes the exact names, so the temp and .prev files beside them are inert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+PREV_SUFFIX = ".prev"
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name.endswith(PREV_SUFFIX):
+        raise ValueError(f"not a plain file name: {name!r}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fchmod(fd, mode)  # the umask may have narrowed the mode given to open()
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+
+
+def ensure_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def write_changed(directory: Path, files: dict[str, bytes], mode: int = 0o640) -> list[str]:
+    """Write each file whose bytes differ from the disk; return the changed names, sorted.
+
+    A file with the same bytes but another mode gets its mode fixed (not a change).
+    """
+    directory = Path(directory)
+    ensure_dir(directory)
+    changed = []
+    for name in sorted(files):
+        _check_name(name)
+        path = directory / name
+        data = files[name]
+        if read_bytes(path) == data:
+            if (path.stat().st_mode & 0o7777) != mode:
+                os.chmod(path, mode)
+            continue
+        _write_atomic(path, data, mode)
+        changed.append(name)
+    if changed:
+        _fsync_dir(directory)
+    return changed
+
+
+def diff_names(directory: Path, files: dict[str, bytes]) -> list[str]:
+    """The names whose bytes differ from the disk (what write_changed would write)."""
+    return sorted(n for n, data in files.items() if read_bytes(Path(directory) / n) != data)
+
+
+def keep_good(directory: Path, names: list[str] | tuple[str, ...]) -> None:
+    """Record the current files as the last good copies (`<name>.prev`).
+
+    Hard link + rename: no copy, and safe because files are only ever replaced by
+    rename (a new inode), never written in place.
+    """
+    directory = Path(directory)
+    done = False
+    for name in names:
+        _check_name(name)
+        path = directory / name
+        prev = directory / (name + PREV_SUFFIX)
+        if not path.exists():
+            with contextlib.suppress(FileNotFoundError):
+                prev.unlink()
+                done = True
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, prev):
+                continue
+        tmp = directory / f".{name}{PREV_SUFFIX}.tmp{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.link(path, tmp)
+        os.rename(tmp, prev)
+        done = True
+    if done:
+        _fsync_dir(directory)
+
+
+def restore_good(directory: Path, names: list[str] | tuple[str, ...], mode: int = 0o640) -> list[str]:
+    """Put the last good copies back; return the names whose content changed.
+
+    A file with no good copy yet (never accepted) is emptied: Asterisk then sees none
+    of our objects from it rather than the rejected ones.
+    """
+    directory = Path(directory)
+    restored = {}
+    for name in names:
+        _check_name(name)
+        good = read_bytes(directory / (name + PREV_SUFFIX))
+        restored[name] = good if good is not None else b""
+    return write_changed(directory, restored, mode)

@@ -1,0 +1,167 @@
+"""/api/v1/agents: create, read, search, update, delete, and the two passwords.
+
+Generated secrets (web password, SIP password) are in the response of the call that
+made them and nowhere else: no GET ever returns a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import agents, mailer
+from ..models import (
+    AgentCreate,
+    AgentCreated,
+    AgentUpdate,
+    SipPasswordSet,
+    WebPasswordSet,
+    parse,
+)
+from .errors import read_json_object
+from .keys import SERVICES, actor
+from .openapi_schemas import (
+    AGENT_CREATED_SCHEMA,
+    AGENT_PAGE_SCHEMA,
+    AGENT_SCHEMA,
+    SIP_SCHEMA,
+    WEB_PASSWORD_SCHEMA,
+)
+from .responses import json_response, path_int, query_bool, query_int, query_str
+from .routes import Param, Reply, Route
+from .waiting import parse_wait, respond
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def location(agent_id: int) -> str:
+    return f"/api/v1/agents/{agent_id}"
+
+
+async def _email_credentials(request: web.Request, data: AgentCreate,
+                             created: AgentCreated) -> dict[str, Any]:
+    """Send the credentials mail (after the commit) and say how it went."""
+    a = created.agent
+    sip = created.sip
+    creds = mailer.Credentials(
+        email=a.email, first_name=a.first_name, last_name=a.last_name, login=a.login,
+        role=a.role,
+        web_password=created.web_password or data.password,
+        force_password_change=a.force_password_change,
+        sip=mailer.SipDetails(sip.username, sip.password, sip.realm, sip.server)
+        if sip is not None else None,
+    )
+    result = await mailer.send_credentials(request.app[SERVICES].cfg.smtp, creds)
+    return result.to_dict()
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    wait = parse_wait(request)
+    data = parse(AgentCreate, await read_json_object(request))
+    services = request.app[SERVICES]
+    created = await agents.create_agent(services.pool, services.cfg, data, actor(request))
+    body = created.agent.to_dict()
+    body["credentials"] = created.credentials()
+    if data.send_credentials:
+        body["credentials_email"] = await _email_credentials(request, data, created)
+    return await respond(request, wait, created.config_version, 201, body,
+                         headers={"Location": location(created.agent.id)})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    agent_id = path_int(request, "id", "agent")
+    agent = await agents.get_agent(request.app[SERVICES].pool, agent_id)
+    return json_response(agent.to_dict())
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    page = await agents.search_agents(
+        request.app[SERVICES].pool,
+        q=query_str(request, "q"),
+        role=query_str(request, "role", 64),
+        department=query_str(request, "department"),
+        agents_only=bool(query_bool(request, "agents_only", False)),
+        limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        cursor=query_str(request, "cursor", 512),
+    )
+    return json_response(page.to_dict())
+
+
+async def update_agent(request: web.Request) -> web.Response:
+    agent_id = path_int(request, "id", "agent")
+    wait = parse_wait(request)
+    data = parse(AgentUpdate, await read_json_object(request))
+    services = request.app[SERVICES]
+    updated = await agents.update_agent(services.pool, services.cfg, agent_id, data,
+                                        actor(request))
+    return await respond(request, wait, updated.config_version, 200, updated.to_dict())
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    agent_id = path_int(request, "id", "agent")
+    wait = parse_wait(request)
+    services = request.app[SERVICES]
+    version = await agents.delete_agent(services.pool, services.cfg, agent_id, actor(request))
+    return await respond(request, wait, version, 204, None)
+
+
+async def set_web_password(request: web.Request) -> web.Response:
+    agent_id = path_int(request, "id", "agent")
+    data = parse(WebPasswordSet, await read_json_object(request, empty_ok=True))
+    services = request.app[SERVICES]
+    generated = await agents.set_web_password(
+        services.pool, services.cfg, agent_id, data.password, data.force_change,
+        actor(request))
+    return json_response({"web_password": generated} if generated is not None else {})
+
+
+async def rotate_sip_password(request: web.Request) -> web.Response:
+    agent_id = path_int(request, "id", "agent")
+    wait = parse_wait(request)
+    data = parse(SipPasswordSet, await read_json_object(request, empty_ok=True))
+    services = request.app[SERVICES]
+    sip, version = await agents.rotate_sip_password(
+        services.pool, services.cfg, agent_id, data.password, actor(request))
+    return await respond(request, wait, version, 200, {"sip": sip.to_dict()})
+
+
+LIST_PARAMS = (
+    Param("q", {"type": "string", "maxLength": 200},
+          "search first/last name, login, e-mail and extension"),
+    Param("role", {"type": "string", "maxLength": 64}, "only users of this role"),
+    Param("department", {"type": "string", "maxLength": 200}, "only users of this department"),
+    Param("agents_only", {"type": "boolean"}, "only users that are agents"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+          f"page size (default {DEFAULT_LIMIT})"),
+    Param("cursor", {"type": "string", "maxLength": 512},
+          "the `next` value of the previous page"),
+)
+
+ROUTES = [
+    Route("POST", "/api/v1/agents", create_agent, "Create a user/agent", "agents",
+          body=AgentCreate, waits=True, errors=(409,),
+          replies={201: Reply("created; `credentials` holds generated secrets, shown once",
+                              AGENT_CREATED_SCHEMA,
+                              headers={"Location": "the new agent's URL"})}),
+    Route("GET", "/api/v1/agents", list_agents, "List and search users", "agents",
+          query=LIST_PARAMS, replies={200: Reply("one page of users", AGENT_PAGE_SCHEMA)}),
+    Route("GET", "/api/v1/agents/{id}", get_agent, "One user", "agents",
+          replies={200: Reply("the user", AGENT_SCHEMA)}),
+    Route("PATCH", "/api/v1/agents/{id}", update_agent,
+          "Change a user (only the fields sent)", "agents",
+          body=AgentUpdate, waits=True, errors=(409,),
+          replies={200: Reply("the changed user; `credentials` when a SIP password was "
+                              "generated (extension change)", AGENT_CREATED_SCHEMA)}),
+    Route("DELETE", "/api/v1/agents/{id}", delete_agent, "Delete a user", "agents",
+          waits=True, replies={204: Reply("deleted")}),
+    Route("POST", "/api/v1/agents/{id}/password", set_web_password,
+          "Set or generate a user's web password", "agents",
+          body=WebPasswordSet, body_required=False,
+          replies={200: Reply("`web_password` only when generated", WEB_PASSWORD_SCHEMA)}),
+    Route("POST", "/api/v1/agents/{id}/sip-password", rotate_sip_password,
+          "Set or generate a user's SIP password (the old one stops working)", "agents",
+          body=SipPasswordSet, body_required=False, waits=True, errors=(409,),
+          replies={200: Reply("the new SIP credentials, shown once", SIP_SCHEMA)}),
+]

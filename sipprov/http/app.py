@@ -1,0 +1,48 @@
+"""Builds the aiohttp application: the route table, the two middlewares (errors
+outermost, then authentication) and the per-process login rate limiter."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from ..context import Services
+from ..ratelimit import LoginRateLimiter
+from . import agents, auth_routes, avatars, directory, openapi, queues, status
+from .auth import auth_middleware
+from .errors import error_middleware
+from .keys import LOGIN_LIMITER, SERVICES
+from .routes import Route
+
+
+def route_table() -> list[Route]:
+    """Every route the API serves, in documentation order (openapi.json last)."""
+    routes = [
+        *status.ROUTES,
+        *auth_routes.ROUTES,
+        *agents.ROUTES,
+        *avatars.ROUTES,
+        *queues.ROUTES,
+        *directory.ROUTES,
+    ]
+    routes.append(openapi.route(routes))
+    return routes
+
+
+def create_app(services: Services, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """The API over `services`. `clock` drives the login rate limiter (tests inject one).
+
+    Nothing runs at startup: the caller has already migrated the database and synced
+    the extension pool (sipprov.server.start_services).
+    """
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=services.cfg.http.max_body_bytes,
+    )
+    app[SERVICES] = services
+    app[LOGIN_LIMITER] = LoginRateLimiter(services.cfg.security, clock=clock)
+    for route in route_table():
+        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+    return app

@@ -1,0 +1,41 @@
+"""Bearer-token authentication: every route needs a token except the public ones
+(health); a readonly token may only read (GET, HEAD, OPTIONS)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import AuthError, ForbiddenError
+from ..tokens import verify_token
+from .errors import Handler
+from .keys import SERVICES, TOKEN
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# (method, path) pairs anyone may call.
+PUBLIC = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
+MAX_TOKEN_LENGTH = 256
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+    value = value.strip()
+    if len(value) > MAX_TOKEN_LENGTH:
+        raise AuthError("invalid or revoked token")
+    return value
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if (request.method, request.path) in PUBLIC:
+        return await handler(request)
+    token = bearer_token(request)
+    info = await verify_token(request.app[SERVICES].pool, token)
+    if info is None:
+        raise AuthError("invalid or revoked token")
+    if info.read_only and request.method not in READ_METHODS:
+        raise ForbiddenError("this token is read-only")
+    request[TOKEN] = info
+    return await handler(request)

@@ -1,0 +1,170 @@
+"""/api/v1/roles, /api/v1/departments, /api/v1/account-types: the lists an admin picks
+from when creating a user. None of these changes reach Asterisk, so none waits."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .. import directory
+from ..models import (
+    AccountTypeCreate,
+    AccountTypeUpdate,
+    DepartmentCreate,
+    DepartmentUpdate,
+    RoleCreate,
+    RoleUpdate,
+    parse,
+)
+from .errors import read_json_object
+from .keys import SERVICES, actor
+from .openapi_schemas import ACCOUNT_TYPE_SCHEMA, DEPARTMENT_SCHEMA, ROLE_SCHEMA, list_of
+from .responses import json_response
+from .routes import Reply, Route, Schema
+
+ROLES = "/api/v1/roles"
+DEPARTMENTS = "/api/v1/departments"
+ACCOUNT_TYPES = "/api/v1/account-types"
+
+
+def _items(items: list[Any]) -> web.Response:
+    return json_response({"items": [i.to_dict() for i in items]})
+
+
+def _created(item: Any, base: str) -> web.Response:
+    return json_response(item.to_dict(), status=201,
+                         headers={"Location": f"{base}/{quote(item.name, safe='')}"})
+
+
+# --- roles ---------------------------------------------------------------------------
+
+
+async def list_roles(request: web.Request) -> web.Response:
+    return _items(await directory.list_roles(request.app[SERVICES].pool))
+
+
+async def get_role(request: web.Request) -> web.Response:
+    role = await directory.get_role(request.app[SERVICES].pool, request.match_info["name"])
+    return json_response(role.to_dict())
+
+
+async def create_role(request: web.Request) -> web.Response:
+    data = parse(RoleCreate, await read_json_object(request))
+    s = request.app[SERVICES]
+    return _created(await directory.create_role(s.pool, s.cfg, data, actor(request)), ROLES)
+
+
+async def update_role(request: web.Request) -> web.Response:
+    data = parse(RoleUpdate, await read_json_object(request))
+    s = request.app[SERVICES]
+    role = await directory.update_role(s.pool, s.cfg, request.match_info["name"], data,
+                                       actor(request))
+    return json_response(role.to_dict())
+
+
+async def delete_role(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    await directory.delete_role(s.pool, s.cfg, request.match_info["name"], actor(request))
+    return web.Response(status=204)
+
+
+# --- departments ---------------------------------------------------------------------
+
+
+async def list_departments(request: web.Request) -> web.Response:
+    return _items(await directory.list_departments(request.app[SERVICES].pool))
+
+
+async def get_department(request: web.Request) -> web.Response:
+    dep = await directory.get_department(request.app[SERVICES].pool, request.match_info["name"])
+    return json_response(dep.to_dict())
+
+
+async def create_department(request: web.Request) -> web.Response:
+    data = parse(DepartmentCreate, await read_json_object(request))
+    s = request.app[SERVICES]
+    return _created(await directory.create_department(s.pool, s.cfg, data, actor(request)),
+                    DEPARTMENTS)
+
+
+async def update_department(request: web.Request) -> web.Response:
+    data = parse(DepartmentUpdate, await read_json_object(request))
+    s = request.app[SERVICES]
+    dep = await directory.update_department(s.pool, s.cfg, request.match_info["name"], data,
+                                            actor(request))
+    return json_response(dep.to_dict())
+
+
+async def delete_department(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    await directory.delete_department(s.pool, s.cfg, request.match_info["name"], actor(request))
+    return web.Response(status=204)
+
+
+# --- account types -------------------------------------------------------------------
+
+
+async def list_account_types(request: web.Request) -> web.Response:
+    return _items(await directory.list_account_types(request.app[SERVICES].pool))
+
+
+async def get_account_type(request: web.Request) -> web.Response:
+    at = await directory.get_account_type(request.app[SERVICES].pool, request.match_info["name"])
+    return json_response(at.to_dict())
+
+
+async def create_account_type(request: web.Request) -> web.Response:
+    data = parse(AccountTypeCreate, await read_json_object(request))
+    s = request.app[SERVICES]
+    return _created(await directory.create_account_type(s.pool, s.cfg, data, actor(request)),
+                    ACCOUNT_TYPES)
+
+
+async def update_account_type(request: web.Request) -> web.Response:
+    data = parse(AccountTypeUpdate, await read_json_object(request))
+    s = request.app[SERVICES]
+    at = await directory.update_account_type(s.pool, s.cfg, request.match_info["name"], data,
+                                             actor(request))
+    return json_response(at.to_dict())
+
+
+def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: type,
+          update: type, delete_note: str = "") -> list[Route]:
+    """The routes of one directory list; `handlers`: list, create, get, update[, delete]."""
+    one = f"{base}/{{name}}"
+    routes = [
+        Route("GET", base, handlers[0], f"List {what}s", "directory",
+              replies={200: Reply(f"all {what}s", list_of(schema))}),
+        Route("POST", base, handlers[1], f"Create a {what}", "directory",
+              body=create, errors=(409,),
+              replies={201: Reply("created", schema,
+                                  headers={"Location": f"the new {what}'s URL"})}),
+        Route("GET", one, handlers[2], f"One {what}", "directory",
+              replies={200: Reply(f"the {what}", schema)}),
+        Route("PATCH", one, handlers[3], f"Change a {what} (only the fields sent)",
+              "directory", body=update, errors=(409,),
+              replies={200: Reply(f"the changed {what}", schema)}),
+    ]
+    if len(handlers) > 4:
+        routes.append(Route("DELETE", one, handlers[4], f"Delete a {what} ({delete_note})",
+                            "directory",
+                            errors=(409,), replies={204: Reply("deleted")}))
+    return routes
+
+
+ROUTES = [
+    *_crud(ROLES, "role", ROLE_SCHEMA,
+           [list_roles, create_role, get_role, update_role, delete_role],
+           RoleCreate, RoleUpdate, "refused while it has users, and for builtin roles"),
+    *_crud(DEPARTMENTS, "department", DEPARTMENT_SCHEMA,
+           [list_departments, create_department, get_department, update_department,
+            delete_department],
+           DepartmentCreate, DepartmentUpdate, "its users stay, without a department"),
+    # Account types are never deleted: users keep pointing at them.
+    *_crud(ACCOUNT_TYPES, "account type", ACCOUNT_TYPE_SCHEMA,
+           [list_account_types, create_account_type, get_account_type,
+            update_account_type],
+           AccountTypeCreate, AccountTypeUpdate),
+]

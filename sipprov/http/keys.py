@@ -1,0 +1,30 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..context import Services
+from ..ratelimit import LoginRateLimiter
+from ..tokens import TokenInfo
+
+SERVICES = web.AppKey("services", Services)
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginRateLimiter)
+# The token that authenticated the request (request[TOKEN]); absent on public routes.
+# web.RequestKey exists from aiohttp 3.12 on; a plain string key works everywhere.
+TOKEN = (web.RequestKey("token", TokenInfo) if hasattr(web, "RequestKey")  # type: ignore[attr-defined]
+         else "sipprov.token")
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def token(request: web.Request) -> TokenInfo:
+    return request[TOKEN]
+
+
+def actor(request: web.Request) -> str:
+    """The audit-log name for whoever made this request."""
+    info = request.get(TOKEN)
+    return info.actor if info is not None else "anonymous"

@@ -1,0 +1,107 @@
+"""Health (public, for load balancers) and status (for operators: pending vs applied)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ..database import is_unavailable
+from ..sql import config_state
+from .keys import SERVICES
+from .responses import json_response
+from .routes import Reply, Route
+
+HEALTH_TIMEOUT_S = 2.0
+
+HEALTH_SCHEMA = {
+    "type": "object",
+    "required": ["status", "database"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "database": {"type": "string", "enum": ["ok", "unavailable"]},
+    },
+}
+
+STATUS_SCHEMA = {
+    "type": "object",
+    "required": ["database", "asterisk", "config"],
+    "properties": {
+        "database": {"type": "string", "enum": ["ok"]},
+        "asterisk": {
+            "type": "object",
+            "required": ["connected", "version"],
+            "properties": {
+                "connected": {"type": "boolean"},
+                "version": {"type": ["string", "null"]},
+            },
+        },
+        "config": {
+            "type": "object",
+            "required": ["version", "applied_version", "pending", "reloads", "last_error"],
+            "properties": {
+                "version": {"type": "integer"},
+                "applied_version": {"type": "integer"},
+                "pending": {"type": "integer", "minimum": 0},
+                "applied_at": {"type": ["string", "null"], "format": "date-time"},
+                "last_apply_ms": {"type": ["integer", "null"]},
+                "reloads": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "last_error": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+
+
+async def database_ok(request: web.Request) -> bool:
+    pool = request.app[SERVICES].pool
+    try:
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        if is_unavailable(exc):
+            return False
+        raise
+    return True
+
+
+async def health(request: web.Request) -> web.Response:
+    ok = await database_ok(request)
+    state = "ok" if ok else "unavailable"
+    return json_response({"status": state, "database": state}, status=200 if ok else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    # The database is authoritative for versions: the applier may run in another process.
+    state = await config_state.read(services.pool)
+    live: dict[str, Any] = services.applier.status() if services.applier is not None else {}
+    last_error = state.last_error if state.last_error is not None else live.get("last_error")
+    body = {
+        "database": "ok",
+        "asterisk": {
+            "connected": bool(live.get("ami_connected", False)),
+            "version": live.get("asterisk_version"),
+        },
+        "config": {
+            "version": state.version,
+            "applied_version": state.applied_version,
+            "pending": state.pending,
+            "applied_at": state.applied_at,
+            "last_apply_ms": state.last_apply_ms,
+            "reloads": dict(live.get("reloads") or {}),
+            "last_error": last_error,
+        },
+    }
+    return json_response(body)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/health", health, "Liveness and database reachability (no token)",
+          "status", public=True,
+          replies={200: Reply("the service and its database are up", HEALTH_SCHEMA),
+                   503: Reply("the database is unreachable", HEALTH_SCHEMA)}),
+    Route("GET", "/api/v1/status", status,
+          "Database, Asterisk connection and config versions (pending vs applied)", "status",
+          replies={200: Reply("current state", STATUS_SCHEMA)}),
+]

@@ -1,0 +1,241 @@
+"""SQL for users/agents: the agent record as the API shows it, and its mutations.
+
+The read queries never select a password hash or SIP digest (only whether they exist);
+the few that need a secret (login check, rotation) select it explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+# The agent as returned by the API: lookups by name, memberships and campaigns inlined.
+AGENT_SELECT = """
+SELECT u.id, u.first_name, u.last_name, u.login, u.email, u.phone,
+       d.name AS department, r.name AS role, a.name AS account_type,
+       u.is_agent, u.extension, u.caller_id_name, u.chat_name,
+       u.outbound_allowed, u.outbound_mode, u.outbound_number, u.manual_dial_any,
+       u.default_ticket_queue, u.sender_email, u.sms_box, u.mute_mic, u.autologin_phone,
+       u.force_password_change, u.priority,
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'name', q.name, 'kind', q.kind,
+                      'penalty', COALESCE(m.penalty, u.priority - 1),
+                      'penalty_override', m.penalty)
+                  ORDER BY q.kind, lower(q.name))
+           FROM queue_members m JOIN queues q ON q.id = m.queue_id
+           WHERE m.user_id = u.id), '[]'::jsonb)::text AS queues,
+       ARRAY(SELECT c.campaign FROM campaign_members c WHERE c.user_id = u.id
+             ORDER BY c.campaign) AS campaigns,
+       (u.sip_ha1_md5 IS NOT NULL) AS has_sip,
+       EXISTS (SELECT 1 FROM avatars av WHERE av.user_id = u.id) AS has_avatar,
+       u.created_at, u.updated_at, u.created_by, u.updated_by,
+       lower(u.last_name) AS sort_last, lower(u.first_name) AS sort_first
+FROM users u
+JOIN roles r ON r.id = u.role_id
+JOIN account_types a ON a.id = u.account_type_id
+LEFT JOIN departments d ON d.id = u.department_id
+"""
+
+GET = AGENT_SELECT + "WHERE u.id = $1"
+FIND = AGENT_SELECT + "WHERE lower(u.login) = lower($1) OR lower(u.email) = lower($1) ORDER BY u.id LIMIT 1"
+
+# Keyset pagination in name order; $6-$8 is the last row of the previous page.
+SEARCH = (
+    AGENT_SELECT
+    + """
+WHERE ($1::text IS NULL
+       OR (u.first_name || ' ' || u.last_name) ILIKE $1
+       OR (u.last_name || ' ' || u.first_name) ILIKE $1
+       OR u.login ILIKE $1 OR u.email ILIKE $1
+       OR u.extension = $2)
+  AND ($3::text IS NULL OR lower(r.name) = lower($3))
+  AND ($4::text IS NULL OR lower(d.name) = lower($4))
+  AND (NOT $5::boolean OR u.is_agent)
+  AND ($6::text IS NULL OR (lower(u.last_name), lower(u.first_name), u.id) > ($6, $7, $8::bigint))
+ORDER BY lower(u.last_name), lower(u.first_name), u.id
+LIMIT $9
+"""
+)
+
+NEXT_ID = "SELECT nextval(pg_get_serial_sequence('users', 'id'))"
+
+# Columns a create writes, in INSERT order.
+INSERT_COLUMNS = (
+    "id",
+    "first_name",
+    "last_name",
+    "login",
+    "email",
+    "phone",
+    "department_id",
+    "role_id",
+    "account_type_id",
+    "is_agent",
+    "extension",
+    "caller_id_name",
+    "chat_name",
+    "outbound_allowed",
+    "outbound_mode",
+    "outbound_number",
+    "manual_dial_any",
+    "default_ticket_queue",
+    "sender_email",
+    "sms_box",
+    "mute_mic",
+    "autologin_phone",
+    "force_password_change",
+    "priority",
+    "web_password_hash",
+    "sip_ha1_md5",
+    "sip_ha1_sha256",
+    "sip_realm",
+    "created_by",
+    "updated_by",
+)
+INSERT = (
+    f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES ("
+    + ", ".join(f"${i}" for i in range(1, len(INSERT_COLUMNS) + 1))
+    + ")"
+)
+
+# Columns an update may set (besides updated_at/updated_by, always set).
+UPDATE_COLUMNS = frozenset(INSERT_COLUMNS) - {"id", "created_by", "updated_by"}
+
+# The stored row, secrets included, locked for a change.
+LOCK = """
+SELECT u.*, r.name AS role_name, r.sip_allowed, r.web_login
+FROM users u JOIN roles r ON r.id = u.role_id
+WHERE u.id = $1
+FOR UPDATE OF u
+"""
+DELETE = "DELETE FROM users WHERE id = $1"
+
+# Derived logins of one base are serialised on this lock, so suffixes are handed out in
+# order without piling up unique violations (explicit logins are still caught by the
+# unique index and retried in a savepoint).
+LOGIN_LOCK_NAMESPACE = 7261003
+LOGIN_LOCK = f"SELECT pg_advisory_xact_lock({LOGIN_LOCK_NAMESPACE}, hashtext($1))"
+LOGINS_LIKE = "SELECT lower(login) FROM users WHERE lower(login) LIKE $1 ESCAPE '\\'"
+
+ADD_CAMPAIGN = """
+INSERT INTO campaign_members (campaign, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING
+"""
+REMOVE_CAMPAIGN = "DELETE FROM campaign_members WHERE campaign = $1 AND user_id = $2"
+
+# Login check: the only read of the web password hash.
+AUTH = """
+SELECT u.id, u.login, u.email, u.web_password_hash, u.force_password_change, r.web_login
+FROM users u JOIN roles r ON r.id = u.role_id
+WHERE lower(u.login) = lower($1)
+"""
+SET_WEB_PASSWORD = """
+UPDATE users SET web_password_hash = $2,
+    force_password_change = COALESCE($3, force_password_change),
+    updated_at = now(), updated_by = $4
+WHERE id = $1
+"""
+SET_SIP = """
+UPDATE users SET sip_ha1_md5 = $2, sip_ha1_sha256 = $3, sip_realm = $4,
+    updated_at = now(), updated_by = $5
+WHERE id = $1
+"""
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching strings that start with `text` literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def like_contains(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "%" + escaped + "%"
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET, user_id)
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, login_or_email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(FIND, login_or_email)
+
+
+async def search(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    pattern: str | None,
+    extension: int | None,
+    role: str | None,
+    department: str | None,
+    agents_only: bool,
+    after: tuple[str, str, int] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    last, first, last_id = after if after else (None, None, None)
+    return await conn.fetch(
+        SEARCH, pattern, extension, role, department, agents_only, last, first, last_id, limit
+    )
+
+
+async def next_id(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval(NEXT_ID)
+
+
+async def insert(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
+    await conn.execute(INSERT, *(values[c] for c in INSERT_COLUMNS))
+
+
+async def lock(conn: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK, user_id)
+
+
+async def update(conn: asyncpg.Connection, user_id: int, changes: dict[str, Any], actor: str) -> None:
+    """Set the given columns (names checked against UPDATE_COLUMNS, values bound)."""
+    unknown = set(changes) - UPDATE_COLUMNS
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    columns = sorted(changes)
+    sets = [f"{col} = ${i}" for i, col in enumerate(columns, start=2)]
+    n = len(columns) + 2
+    query = (
+        f"UPDATE users SET {', '.join(sets)}, updated_at = now(), updated_by = ${n} WHERE id = $1"
+    )
+    await conn.execute(query, user_id, *(changes[c] for c in columns), actor)
+
+
+async def delete(conn: asyncpg.Connection, user_id: int) -> None:
+    await conn.execute(DELETE, user_id)
+
+
+async def lock_login_base(conn: asyncpg.Connection, base: str) -> None:
+    await conn.execute(LOGIN_LOCK, base.lower())
+
+
+async def logins_like(conn: asyncpg.Connection, base: str) -> set[str]:
+    return {r[0] for r in await conn.fetch(LOGINS_LIKE, like_prefix(base.lower()))}
+
+
+async def add_campaign(conn: asyncpg.Connection, campaign: int, user_id: int) -> None:
+    await conn.execute(ADD_CAMPAIGN, campaign, user_id)
+
+
+async def remove_campaign(conn: asyncpg.Connection, campaign: int, user_id: int) -> None:
+    await conn.execute(REMOVE_CAMPAIGN, campaign, user_id)
+
+
+async def auth_row(conn: asyncpg.Connection | asyncpg.Pool, login: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(AUTH, login)
+
+
+async def set_web_password(
+    conn: asyncpg.Connection, user_id: int, password_hash: str | None, force_change: bool | None, actor: str
+) -> None:
+    await conn.execute(SET_WEB_PASSWORD, user_id, password_hash, force_change, actor)
+
+
+async def set_sip(
+    conn: asyncpg.Connection, user_id: int, md5: str, sha256: str, realm: str, actor: str
+) -> None:
+    await conn.execute(SET_SIP, user_id, md5, sha256, realm, actor)

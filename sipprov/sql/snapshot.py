@@ -1,0 +1,47 @@
+"""SQL for the render snapshot: one query per table (no N+1), run by snapshot.load()
+inside one REPEATABLE READ read-only transaction so the version and the rows agree."""
+
+from __future__ import annotations
+
+# Who gets a SIP endpoint: a role that allows SIP, flagged as an agent, with an
+# extension and the digests needed for `password_digest` (the realm may be NULL:
+# the configured realm is used then).
+_RENDERABLE = (
+    "r.sip_allowed AND u.is_agent AND u.extension IS NOT NULL"
+    " AND u.sip_ha1_md5 IS NOT NULL"
+)
+
+VERSION = "SELECT version FROM config_state WHERE id = 1"
+
+AGENTS = (
+    "SELECT u.id, u.extension, u.caller_id_name, u.sip_ha1_md5, u.sip_ha1_sha256,"
+    " u.sip_realm, u.outbound_allowed, u.outbound_number, u.mute_mic,"
+    " u.autologin_phone, u.priority"
+    " FROM users u JOIN roles r ON r.id = u.role_id"
+    f" WHERE {_RENDERABLE}"
+    " ORDER BY u.extension"
+)
+
+VOICE_QUEUES = (
+    "SELECT q.id, q.name, q.strategy, q.number FROM queues q"
+    " WHERE q.kind = 'voice' ORDER BY q.name, q.id"
+)
+
+# Penalty: the membership's own, else derived from the agent's priority (lower
+# priority number = tried first; app_queue tries lower penalties first).
+VOICE_QUEUE_MEMBERS = (
+    "SELECT qm.queue_id, u.extension, u.caller_id_name,"
+    " COALESCE(qm.penalty, u.priority - 1) AS penalty"
+    " FROM queue_members qm"
+    " JOIN queues q ON q.id = qm.queue_id AND q.kind = 'voice'"
+    " JOIN users u ON u.id = qm.user_id"
+    " JOIN roles r ON r.id = u.role_id"
+    f" WHERE {_RENDERABLE}"
+    " ORDER BY qm.queue_id, u.extension"
+)
+
+# One apply at a time across processes (the service's applier, `sipprov apply`, a
+# second service): a session-level advisory lock, tried in a loop with a deadline.
+APPLY_LOCK_KEY = 7261002
+TRY_APPLY_LOCK = f"SELECT pg_try_advisory_lock({APPLY_LOCK_KEY})"
+APPLY_UNLOCK = f"SELECT pg_advisory_unlock({APPLY_LOCK_KEY})"

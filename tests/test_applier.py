@@ -1,0 +1,402 @@
+"""The applier's logic against a real PostgreSQL and a fake Asterisk (no PBX needed):
+coalescing, nothing lost while AMI is away, rollback of a rejected reload, recorded
+errors, start-up behaviour, draining, LISTEN from another connection and reconnects,
+and the CLI glue. The fake loads the generated files with the test parser of Asterisk's
+syntax on every reload, so "what Asterisk holds" follows the files like the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import asyncpg
+import pytest
+
+from sipprov import agents, extensions, render_cli
+from sipprov import render as render_mod
+from sipprov.ami import AmiError, QueueMember
+from sipprov.applier import Applier
+from sipprov.config import Config
+from sipprov.models import AgentCreate, QueueAssignment, QueueCreate
+from sipprov.sql import config_state
+from sipprov import queues as queues_mod
+from tests.asterisk_conf import parse
+
+
+class FakeAsterisk:
+    """What a PBX holds, loaded from the generated files on reload."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.up = True
+        self.reject: set[str] = set()  # modules whose reload answers Error
+        self.drop_endpoints: set[str] = set()  # loaded "with errors": silently missing
+        self.reload_delay = 0.0
+        self.reloads: list[str] = []
+        self.endpoints: set[str] = set()
+        self.queues: dict[str, list[tuple[str, int, str]]] = {}
+
+    def load(self, module: str) -> None:
+        if module == "res_pjsip.so":
+            conf = parse((self.directory / "pjsip.conf").read_text())
+            self.endpoints = {s.name for s in conf.sections
+                              if s.get("type") == ["endpoint"]} - self.drop_endpoints
+        elif module == "app_queue.so":
+            conf = parse((self.directory / "queues.conf").read_text())
+            self.queues = {}
+            for s in conf.sections:
+                members = []
+                for m in s.get("member"):
+                    iface, penalty, name = m.split(",", 2)
+                    members.append((iface, int(penalty), name))
+                self.queues[s.name] = members
+
+
+class FakeAmi:
+    def __init__(self, pbx: FakeAsterisk) -> None:
+        self.pbx = pbx
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected and self.pbx.up
+
+    async def connect(self) -> None:
+        if not self.pbx.up:
+            raise AmiError("AMI at 127.0.0.1:1: cannot connect: Connection refused")
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    def _check(self, what: str) -> None:
+        if not self.connected:
+            self._connected = False
+            raise AmiError(f"AMI {what}: not connected")
+
+    async def reload(self, module: str) -> None:
+        self._check("Reload")
+        if self.pbx.reload_delay:
+            await asyncio.sleep(self.pbx.reload_delay)
+        if module in self.pbx.reject:
+            raise AmiError(f"AMI Reload {module}: Module reload failed")
+        self.pbx.reloads.append(module)
+        self.pbx.load(module)
+
+    async def pjsip_endpoint_exists(self, name: str) -> bool:
+        self._check("PJSIPShowEndpoint")
+        return name in self.pbx.endpoints
+
+    async def pjsip_endpoints(self) -> set[str]:
+        self._check("PJSIPShowEndpoints")
+        return set(self.pbx.endpoints)
+
+    async def queue_status(self, queue: str | None = None) -> dict[str, list[QueueMember]]:
+        self._check("QueueStatus")
+        out = {}
+        for name, members in self.pbx.queues.items():
+            if queue is None or queue == name:
+                out[name] = [QueueMember(name, i, n, p, "static") for i, p, n in members]
+        return out
+
+
+@pytest.fixture
+def fake_pbx(cfg: Config) -> FakeAsterisk:
+    return FakeAsterisk(Path(cfg.generated_dir))
+
+
+@pytest.fixture
+async def applier_cfg(cfg: Config, pool: asyncpg.Pool) -> Config:
+    cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=50, backoff_min_s=0.05,
+                                      backoff_max_s=0.2)
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, cfg.extensions)
+    return cfg
+
+
+@pytest.fixture
+async def applier(applier_cfg: Config, pool: asyncpg.Pool,
+                  fake_pbx: FakeAsterisk) -> AsyncIterator[Applier]:
+    a = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    await a.start()
+    await _settled(a)
+    yield a
+    await a.stop()
+
+
+async def _settled(a: Applier, timeout: float = 10) -> None:
+    """Wait for the first apply attempt to be over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = a.status()
+        if st["attempts"] >= 1 and not st["busy"]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(a.status())
+
+
+def _sip_only(n: int, **kw: Any) -> AgentCreate:
+    # role "extension": a SIP account and no web password, so no slow hashing here
+    letters = "".join("abcdefghij"[int(d)] for d in str(n))
+    return AgentCreate(first_name="Desk", last_name=f"Phone{letters}", role="extension",
+                       email=f"phone{n}@example.com", login=f"phone{n}", **kw)
+
+
+async def _create(pool: asyncpg.Pool, cfg: Config, n: int, **kw: Any) -> agents.AgentCreated:
+    return await agents.create_agent(pool, cfg, _sip_only(n, **kw), "test")
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+async def test_first_apply_writes_reloads_and_records(applier: Applier, fake_pbx: FakeAsterisk,
+                                                      applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    # empty database, no files yet: all three written, reloaded, verified, recorded
+    assert sorted(fake_pbx.reloads) == sorted(render_mod.MODULE_FOR_FILE.values())
+    st = applier.status()
+    assert st["applies"] == 1 and st["pending"] == 0 and st["ami_connected"]
+    for name in render_mod.FILES:
+        path = Path(applier_cfg.generated_dir) / name
+        assert path.stat().st_mode & 0o777 == 0o640
+        assert (path.parent / (name + ".prev")).read_bytes() == path.read_bytes()
+    state = await config_state.read(pool)
+    assert state.applied_at is not None and state.last_apply_ms is not None
+
+
+async def test_change_reloads_only_its_modules(applier: Applier, fake_pbx: FakeAsterisk,
+                                               applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    fake_pbx.reloads.clear()
+    created = await _create(pool, applier_cfg, 1)
+    assert await applier.wait_applied(created.config_version, 10)
+    # a new agent: endpoint + dialplan; no queue changed
+    assert fake_pbx.reloads == ["res_pjsip.so", "pbx_config.so"]
+    assert str(created.agent.extension) in fake_pbx.endpoints
+    fake_pbx.reloads.clear()
+    _, version = await queues_mod.create_queue(pool, applier_cfg, QueueCreate(name="support"), "t")
+    assert await applier.wait_applied(version, 10)
+    assert fake_pbx.reloads == ["app_queue.so"]
+    assert fake_pbx.queues == {"support": []}
+
+
+async def test_burst_is_coalesced(applier: Applier, fake_pbx: FakeAsterisk,
+                                  applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    before = applier.status()
+    results = await asyncio.gather(*(_create(pool, applier_cfg, i) for i in range(300)))
+    last = max(r.config_version for r in results if r.config_version)
+    assert await applier.wait_applied(last, 30)
+    st = applier.status()
+    applies = st["applies"] - before["applies"]
+    assert 1 <= applies <= 5, st
+    assert st["reloads"]["res_pjsip.so"] - before["reloads"]["res_pjsip.so"] == applies
+    assert {str(r.agent.extension) for r in results} <= fake_pbx.endpoints
+
+
+async def test_ami_down_keeps_changes_pending(applier: Applier, fake_pbx: FakeAsterisk,
+                                              applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    fake_pbx.up = False
+    created = [await _create(pool, applier_cfg, i) for i in range(5)]
+    last = created[-1].config_version
+    assert not await applier.wait_applied(last, 0.5)
+    st = applier.status()
+    assert st["pending"] >= 1 and not st["ami_connected"]
+    assert "Connection refused" in st["last_error"]
+    state = await config_state.read(pool)
+    assert state.applied_version < last and "Connection refused" in state.last_error
+    # the files are already there for an Asterisk that boots now
+    text = (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()
+    assert all(f"[{c.agent.extension}]" in text for c in created)
+
+    fake_pbx.up = True
+    assert await applier.wait_applied(last, 10)
+    assert {str(c.agent.extension) for c in created} <= fake_pbx.endpoints
+    st = applier.status()
+    assert st["pending"] == 0 and st["last_error"] is None and st["ami_connected"]
+    state = await config_state.read(pool)
+    assert state.applied_version == last and state.last_error is None
+
+
+async def test_rejected_reload_restores_the_good_files(applier: Applier, fake_pbx: FakeAsterisk,
+                                                       applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    good = await _create(pool, applier_cfg, 1)
+    assert await applier.wait_applied(good.config_version, 10)
+    pj = Path(applier_cfg.generated_dir) / "pjsip.conf"
+    good_bytes = pj.read_bytes()
+
+    fake_pbx.reject = {"res_pjsip.so"}
+    bad = await _create(pool, applier_cfg, 2)
+    deadline = time.monotonic() + 10
+    while applier.status()["last_error"] is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    st = applier.status()
+    assert "rejected the reload of res_pjsip.so" in st["last_error"], st
+    assert applier.applied_version < bad.config_version
+    assert pj.read_bytes() == good_bytes  # rolled back
+    state = await config_state.read(pool)
+    assert "rejected" in state.last_error and state.applied_version < bad.config_version
+
+    # fixed on the Asterisk side: the next change applies everything pending
+    fake_pbx.reject = set()
+    third = await _create(pool, applier_cfg, 3)
+    assert await applier.wait_applied(third.config_version, 10)
+    assert {str(bad.agent.extension), str(third.agent.extension)} <= fake_pbx.endpoints
+    assert applier.status()["last_error"] is None
+
+
+async def test_failed_verification_is_recorded_not_applied(applier: Applier, fake_pbx: FakeAsterisk,
+                                                           applier_cfg: Config,
+                                                           pool: asyncpg.Pool) -> None:
+    fake_pbx.drop_endpoints = {"100"}
+    created = await _create(pool, applier_cfg, 1)
+    assert created.agent.extension == 100
+    assert not await applier.wait_applied(created.config_version, 1.0)
+    assert "1 endpoint(s) missing in Asterisk (e.g. 100)" in applier.status()["last_error"]
+    # Asterisk loads it on a later try (e.g. after the next change)
+    fake_pbx.drop_endpoints = set()
+    second = await _create(pool, applier_cfg, 2)
+    assert await applier.wait_applied(second.config_version, 10)
+
+
+async def test_queue_members_are_verified(applier: Applier, fake_pbx: FakeAsterisk,
+                                          applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    await queues_mod.create_queue(pool, applier_cfg, QueueCreate(name="support"), "t")
+    created = await _create(pool, applier_cfg, 1, priority=3,
+                            queues=[QueueAssignment(name="support")])
+    assert await applier.wait_applied(created.config_version, 10)
+    assert fake_pbx.queues["support"] == [("PJSIP/100", 2, created.agent.caller_id)]
+
+
+async def test_render_refusal_is_recorded(applier: Applier, applier_cfg: Config,
+                                          pool: asyncpg.Pool) -> None:
+    created = await _create(pool, applier_cfg, 1)
+    assert await applier.wait_applied(created.config_version, 10)
+    # a value that slipped past validation (written behind the service's back)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("UPDATE users SET caller_id_name = $1 WHERE id = $2",
+                               "x\n[evil]", created.agent.id)
+            version = await config_state.bump(conn)
+    assert not await applier.wait_applied(version, 1.0)
+    error = applier.status()["last_error"]
+    assert "render refused a value" in error and "evil" not in error
+    assert "[evil]" not in (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()
+
+
+async def test_notify_from_another_connection_wakes_it(applier: Applier, db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        async with conn.transaction():
+            version = await config_state.bump(conn)
+    finally:
+        await conn.close()
+    assert await applier.wait_applied(version, 5)
+
+
+async def test_listen_reconnects(applier: Applier, db_dsn: str, pool: asyncpg.Pool) -> None:
+    admin = await asyncpg.connect(db_dsn)
+    try:
+        assert applier.status()["listening"]
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+        assert killed >= 1
+        deadline = time.monotonic() + 15
+        # the listener notices at its next check and listens again
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            listeners = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            if listeners and applier.status()["listening"]:
+                break
+        async with admin.transaction():
+            version = await config_state.bump(admin)
+        assert await applier.wait_applied(version, 10)
+    finally:
+        await admin.close()
+
+
+async def test_start_applies_what_a_previous_run_left_pending(applier_cfg: Config, pool: asyncpg.Pool,
+                                                              fake_pbx: FakeAsterisk) -> None:
+    # a change committed while no applier ran
+    created = await _create(pool, applier_cfg, 1)
+    a = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    await a.start()
+    try:
+        assert await a.wait_applied(created.config_version, 10)
+        assert str(created.agent.extension) in fake_pbx.endpoints
+    finally:
+        await a.stop()
+    # restart with nothing pending and identical files: no reload at all
+    fake_pbx.reloads.clear()
+    b = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    await b.start()
+    try:
+        await _settled(b)
+        assert fake_pbx.reloads == []
+        assert b.status()["applied_version"] == created.config_version
+    finally:
+        await b.stop()
+    # files edited by hand while stopped: rewritten and reloaded at start
+    (Path(applier_cfg.generated_dir) / "extensions.conf").write_text("; edited\n")
+    c = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    await c.start()
+    try:
+        await _settled(c)
+        assert fake_pbx.reloads == ["pbx_config.so"]
+        assert "edited" not in (Path(applier_cfg.generated_dir) / "extensions.conf").read_text()
+    finally:
+        await c.stop()
+
+
+async def test_stop_drains_the_apply_in_flight(applier: Applier, fake_pbx: FakeAsterisk,
+                                               applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    fake_pbx.reload_delay = 0.5
+    created = await _create(pool, applier_cfg, 1)
+    deadline = time.monotonic() + 5
+    while not applier.status()["busy"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert applier.status()["busy"]
+    await applier.stop()
+    state = await config_state.read(pool)
+    assert state.applied_version == created.config_version
+
+
+async def test_wait_applied_times_out(applier: Applier) -> None:
+    t0 = time.monotonic()
+    assert not await applier.wait_applied(10**9, 0.2)
+    assert time.monotonic() - t0 < 1.0
+    assert await applier.wait_applied(0, 0.1)
+
+
+async def test_apply_now_forces_every_module(applier_cfg: Config, pool: asyncpg.Pool,
+                                             fake_pbx: FakeAsterisk) -> None:
+    a = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    out = await a.apply_now(5)
+    assert out["ok"] and out["error"] is None
+    assert sorted(out["reloaded"]) == sorted(render_mod.MODULE_FOR_FILE.values())
+    out = await a.apply_now(5)  # again: nothing changed, still reloaded and verified
+    assert out["ok"] and out["changed"] == [] and len(out["reloaded"]) == 3
+    fake_pbx.up = False
+    out = await a.apply_now(0.5)
+    assert not out["ok"] and "Connection refused" in out["error"]
+    await a.stop()
+
+
+async def test_render_cli(applier_cfg: Config, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    created = await _create(pool, applier_cfg, 1)
+    out = tmp_path / "out"
+    assert sorted(await render_cli.render_to_dir(applier_cfg, out)) == sorted(render_mod.FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(render_mod.FILES)
+    assert await render_cli.render_to_dir(applier_cfg, out) == []  # unchanged: not rewritten
+    diff = await render_cli.render_diff(applier_cfg)  # nothing applied yet: all new
+    assert f"+[{created.agent.extension}]" in diff
+    assert "password_digest=MD5:<redacted " in diff
+    async with pool.acquire() as conn:
+        md5 = await conn.fetchval("SELECT sip_ha1_md5 FROM users WHERE id = $1", created.agent.id)
+    assert md5 not in diff
+    # after writing the same render to the live dir, there is no difference
+    await render_cli.render_to_dir(applier_cfg, applier_cfg.generated_dir)
+    assert await render_cli.render_diff(applier_cfg) == ""
