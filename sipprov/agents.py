@@ -290,7 +290,9 @@ async def _resolve_queues(
     return out
 
 
-async def _insert_user(conn: asyncpg.Connection, values: dict[str, Any], explicit: str | None, base: str) -> str:
+async def _insert_user(
+    conn: asyncpg.Connection, values: dict[str, Any], explicit: str | None, base: str
+) -> str:
     """Insert the user row and return its login.
 
     An explicit login that is taken is refused; a derived one takes the lowest free
@@ -394,7 +396,8 @@ async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor
     async with pool.acquire() as conn:
         async with conn.transaction():
             locked_role = await _role(conn, data.role)
-            if (locked_role["sip_allowed"], locked_role["web_login"]) != (role["sip_allowed"], role["web_login"]):
+            flags = ("sip_allowed", "web_login")
+            if [locked_role[f] for f in flags] != [role[f] for f in flags]:
                 raise ConflictError(f"role: role {data.role} changed meanwhile; try again", "role")
             type_id = await _account_type_id(conn, data.account_type)
             department_id = await _department_id(conn, data.department)
@@ -537,8 +540,12 @@ async def update_agent(
             first = new.get("first_name", row["first_name"])
             last = new.get("last_name", row["last_name"])
             login_now = new.get("login", row["login"])
-            old_caller_default = naming.default_caller_id_name(row["first_name"], row["last_name"]) or row["login"]
-            new_caller_default = (naming.default_caller_id_name(first, last) or login_now)[: validation.CALLER_ID_MAX]
+            old_caller_default = (
+                naming.default_caller_id_name(row["first_name"], row["last_name"]) or row["login"]
+            )[: validation.CALLER_ID_MAX]
+            new_caller_default = (
+                naming.default_caller_id_name(first, last) or login_now
+            )[: validation.CALLER_ID_MAX]
             if "caller_id" in changes:
                 new["caller_id_name"] = changes["caller_id"] or new_caller_default
             elif row["caller_id_name"] == old_caller_default:
@@ -557,7 +564,9 @@ async def update_agent(
             owner = extensions.user_owner(agent_id)
             if can_sip and not had_sip:
                 if "extension" in changes:
-                    extension = await extensions.allocate_exact(conn, cfg.extensions, changes["extension"], owner)
+                    extension = await extensions.allocate_exact(
+                        conn, cfg.extensions, changes["extension"], owner
+                    )
                 else:
                     extension = await extensions.allocate(conn, cfg.extensions, owner)
                 sip_password = passwords.generate_sip_password()
@@ -586,13 +595,18 @@ async def update_agent(
             elif not row["web_login"] and row["web_password_hash"] is None:
                 # Moving from a role without web login: the user needs a first password.
                 generated_web = passwords.generate_web_password()
-                new["web_password_hash"] = await passwords.hash_web_password(generated_web, sec.web_hash_scheme)
+                new["web_password_hash"] = await passwords.hash_web_password(
+                    generated_web, sec.web_hash_scheme
+                )
 
             # Only what really changes.
             new = {col: value for col, value in new.items() if row[col] != value}
 
             # Queue memberships and campaign 999999.
-            old_members = {(m["queue_id"], m["penalty"], m["kind"]) for m in await queue_sql.user_memberships(conn, agent_id)}
+            old_members = {
+                (m["queue_id"], m["penalty"], m["kind"])
+                for m in await queue_sql.user_memberships(conn, agent_id)
+            }
             new_members = old_members
             if had_sip and not can_sip:
                 new_members = set()
@@ -707,7 +721,10 @@ async def set_web_password(
                 raise validation.Refused("password", f"role {locked['role_name']} has no web login")
             if generated is None:
                 passwords.check_web_password(
-                    password, min_length=sec.web_password_min_length, login=locked["login"], email=locked["email"]
+                    password,
+                    min_length=sec.web_password_min_length,
+                    login=locked["login"],
+                    email=locked["email"],
                 )
             await sql.set_web_password(conn, agent_id, password_hash, force_change, actor)
             await audit.record(
@@ -805,9 +822,16 @@ async def rotate_sip_password(
                 )
                 generated = False
             cols = _sip_columns(cfg, row["extension"], password)
-            await sql.set_sip(conn, agent_id, cols["sip_ha1_md5"], cols["sip_ha1_sha256"], cols["sip_realm"], actor)
+            await sql.set_sip(
+                conn, agent_id, cols["sip_ha1_md5"], cols["sip_ha1_sha256"], cols["sip_realm"], actor
+            )
             await audit.record(
-                conn, actor, "rotate_sip_password", "agent", agent_id, {"generated": generated, "username": username}
+                conn,
+                actor,
+                "rotate_sip_password",
+                "agent",
+                agent_id,
+                {"generated": generated, "username": username},
             )
             version = await config_state.bump(conn)
     return _sip_credentials(cfg, row["extension"], password), version

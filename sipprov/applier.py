@@ -105,6 +105,7 @@ class _Stats:
     last_error: str | None = None
     last_error_at: datetime | None = None
     last_changed: list[str] = field(default_factory=list)
+    last_phases_ms: dict[str, int] = field(default_factory=dict)
     reloads: dict[str, int] = field(
         default_factory=lambda: {m: 0 for m in render_mod.MODULE_FOR_FILE.values()}
     )
@@ -127,6 +128,7 @@ class Applier:
         self.ami_factory: AmiFactory = ami_factory or (lambda: AmiClient(cfg.asterisk))
         self.directory = Path(cfg.generated_dir)
         self._ami: AmiClient | None = None
+        self._asterisk_version: str | None = None
         self._wake = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._stopping = False
@@ -146,6 +148,7 @@ class Applier:
         self._verified_agents: dict[int, AgentConf] | None = None
         self._verified_queues: dict[str, QueueConf] | None = None
         self._burst_window = BURST_WINDOW_S
+        self._state_loaded = False
         self._stats = _Stats()
 
     # ------------------------------------------------------------------ lifecycle
@@ -162,24 +165,28 @@ class Applier:
         self._stopping = False
         self._stop_event.clear()
         try:
-            state = await config_state.read(self.pool)
-        except Exception as exc:  # the loop retries; the state is read again then
+            await self._load_state(self.pool)
+        except Exception as exc:  # read again by the first apply
             log.warning("applier: cannot read config_state yet: %s", exc)
-        else:
-            self._config_version = state.version
-            self._applied_version = state.applied_version
-            self._stats.last_apply_ms = state.last_apply_ms
-            self._stats.last_apply_at = state.applied_at
-            self._stats.last_error = state.last_error
-            self._stats.last_error_at = state.last_error_at
-            if state.pending:
-                # A previous run may have written files and died before the reload.
-                self._unreloaded.update(render_mod.FILES)
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name="sipprov-applier")
         self._listen_task = asyncio.create_task(self._listen(), name="sipprov-applier-listen")
         log.info("applier started (config version %d, applied %d, files in %s)",
                  self._config_version, self._applied_version, self.directory)
+
+    async def _load_state(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """What the previous runs recorded (once per Applier)."""
+        state = await config_state.read(conn)
+        self._state_loaded = True
+        self._config_version = max(self._config_version, state.version)
+        self._applied_version = max(self._applied_version, state.applied_version)
+        self._stats.last_apply_ms = state.last_apply_ms
+        self._stats.last_apply_at = state.applied_at
+        self._stats.last_error = state.last_error
+        self._stats.last_error_at = state.last_error_at
+        if state.pending:
+            # A previous run may have written the files and died before the reload.
+            self._unreloaded.update(render_mod.FILES)
 
     async def stop(self) -> None:
         """Stop: the apply in flight finishes (drain), then the tasks end."""
@@ -232,10 +239,12 @@ class Applier:
             "last_apply_ms": s.last_apply_ms,
             "last_apply_at": _iso(s.last_apply_at),
             "last_changed": list(s.last_changed),
+            "last_phases_ms": dict(s.last_phases_ms),
             "last_error": s.last_error,
             "last_error_at": _iso(s.last_error_at),
             "reloads": dict(s.reloads),
             "ami_connected": bool(self._ami is not None and self._ami.connected),
+            "asterisk_version": self._asterisk_version,
             "listening": self._listening,
             "running": self._task is not None and not self._task.done(),
             "busy": self._busy,
@@ -415,13 +424,17 @@ class Applier:
         try:
             try:
                 locked = await self._lock(conn)
+                if not self._state_loaded:
+                    await self._load_state(conn)
+                t_snap = time.monotonic()
                 snap = await snapshot_mod.load(conn)
+                phases = {"snapshot": self._ms(t_snap)}
             except ApplyError:
                 raise
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
                     asyncio.TimeoutError) as exc:
                 raise Unavailable(f"database: {exc}") from exc
-            result = await self._apply_snapshot(snap, force, t0)
+            result = await self._apply_snapshot(snap, force, t0, phases)
             if not result.noop:
                 try:
                     await config_state.mark_applied(conn, snap.version, result.duration_ms)
@@ -447,16 +460,22 @@ class Applier:
                 raise Unavailable("another process has been applying for too long")
             await asyncio.sleep(0.05)
 
-    async def _apply_snapshot(self, snap: Snapshot, force: bool, t0: float) -> ApplyResult:
+    async def _apply_snapshot(self, snap: Snapshot, force: bool, t0: float,
+                              phases: dict[str, int]) -> ApplyResult:
+        """Render, write, reload, verify one snapshot; `phases` collects timings (ms)."""
         self._attempted_version = snap.version
         self._config_version = max(self._config_version, snap.version)
+        t = time.monotonic()
         try:
             rendered = await asyncio.to_thread(render_mod.render, snap, self.cfg)
         except render_mod.UnsafeValueError as exc:
             raise Rejected(f"render refused a value: {exc}") from exc
+        phases["render"] = self._ms(t)
+        t = time.monotonic()
         changed = await asyncio.to_thread(
             files_mod.write_changed, self.directory, rendered, self.cfg.security.file_mode
         )
+        phases["write"] = self._ms(t)
         self._unreloaded.update(changed)
         if force:
             self._unreloaded.update(render_mod.FILES)
@@ -475,17 +494,21 @@ class Applier:
             if name not in self._unreloaded:
                 continue
             module = render_mod.MODULE_FOR_FILE[name]
+            t = time.monotonic()
             try:
                 await ami.reload(module)
             except AmiError as exc:
                 if not ami.connected:
                     raise Unavailable(str(exc)) from exc
                 await self._roll_back(ami, f"Asterisk rejected the reload of {module}: {exc}")
+            phases[f"reload {module}"] = self._ms(t)
             self._stats.reloads[module] += 1
             self._unreloaded.discard(name)
             reloaded.append(module)
         if self.cfg.applier.verify:
+            t = time.monotonic()
             await self._verify(ami, snap, reloaded, force)
+            phases["verify"] = self._ms(t)
         self._set_verified(snap)
         await asyncio.to_thread(files_mod.keep_good, self.directory, render_mod.FILES)
         ms = self._ms(t0)
@@ -494,10 +517,12 @@ class Applier:
         s.last_apply_ms = ms
         s.last_apply_at = _now()
         s.last_changed = changed
+        s.last_phases_ms = dict(phases)
         s.last_error = None
         s.last_error_at = None
-        log.info("applied version %d in %d ms (reloaded: %s)", snap.version, ms,
-                 ", ".join(reloaded) or "nothing")
+        log.info("applied version %d in %d ms (reloaded: %s; %s)", snap.version, ms,
+                 ", ".join(reloaded) or "nothing",
+                 ", ".join(f"{k} {v} ms" for k, v in phases.items()))
         return ApplyResult(snap.version, changed, reloaded, ms)
 
     @staticmethod
@@ -541,7 +566,12 @@ class Applier:
         except OSError as exc:
             raise Unavailable(f"AMI: {exc}") from exc
         self._ami = client
-        log.info("AMI connected to %s:%s", self.cfg.asterisk.ami_host, self.cfg.asterisk.ami_port)
+        try:
+            self._asterisk_version = await client.version()
+        except Exception as exc:  # informational only
+            log.debug("could not read the Asterisk version: %s", exc)
+        log.info("AMI connected to %s:%s (Asterisk %s)", self.cfg.asterisk.ami_host,
+                 self.cfg.asterisk.ami_port, self._asterisk_version or "?")
         return client
 
     async def _close_ami(self) -> None:

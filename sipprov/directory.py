@@ -105,7 +105,9 @@ async def update_role(pool: asyncpg.Pool, cfg: Config, name: str, data: RoleUpda
                     await sql.update_role(conn, row["id"], **new)
                 except asyncpg.UniqueViolationError as exc:
                     raise conflict_from(exc, new["name"]) from None
-                await audit.record(conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed})
+                await audit.record(
+                    conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed}
+                )
             return _role(await sql.get_role_by_id(conn, row["id"]))
 
 
@@ -117,7 +119,9 @@ async def delete_role(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) ->
             if row is None:
                 raise NotFoundError(f"role {name} not found", "name")
             if row["builtin"]:
-                raise ConflictError(f"name: builtin role {row['name']} cannot be deleted", "name", "role_builtin")
+                raise ConflictError(
+                    f"name: builtin role {row['name']} cannot be deleted", "name", "role_builtin"
+                )
             if row["user_count"]:
                 raise ConflictError(
                     f"name: role {row['name']} has {row['user_count']} users", "name", "role_in_use"
@@ -144,7 +148,9 @@ async def get_department(conn: Conn, name: str) -> Department:
     return _department(row)
 
 
-async def create_department(pool: asyncpg.Pool, cfg: Config, data: DepartmentCreate, actor: str) -> Department:
+async def create_department(
+    pool: asyncpg.Pool, cfg: Config, data: DepartmentCreate, actor: str
+) -> Department:
     async with pool.acquire() as conn:
         async with conn.transaction():
             try:
@@ -183,7 +189,12 @@ async def delete_department(pool: asyncpg.Pool, cfg: Config, name: str, actor: s
                 raise NotFoundError(f"department {name} not found", "name")
             await sql.delete_department(conn, row["id"])
             await audit.record(
-                conn, actor, "delete", "department", row["id"], {"name": row["name"], "users": row["user_count"]}
+                conn,
+                actor,
+                "delete",
+                "department",
+                row["id"],
+                {"name": row["name"], "users": row["user_count"]},
             )
 
 
@@ -191,7 +202,9 @@ async def delete_department(pool: asyncpg.Pool, cfg: Config, name: str, actor: s
 
 
 def _account_type(row: asyncpg.Record) -> AccountType:
-    return AccountType(id=row["id"], name=row["name"], max_users=row["max_users"], user_count=row["user_count"])
+    return AccountType(
+        id=row["id"], name=row["name"], max_users=row["max_users"], user_count=row["user_count"]
+    )
 
 
 async def list_account_types(conn: Conn) -> list[AccountType]:
@@ -215,7 +228,12 @@ async def create_account_type(
             except asyncpg.UniqueViolationError as exc:
                 raise conflict_from(exc, data.name) from None
             await audit.record(
-                conn, actor, "create", "account_type", type_id, {"name": data.name, "max_users": data.max_users}
+                conn,
+                actor,
+                "create",
+                "account_type",
+                type_id,
+                {"name": data.name, "max_users": data.max_users},
             )
             return _account_type(await sql.get_account_type(conn, data.name))
 
@@ -234,7 +252,9 @@ async def update_account_type(
             new_name = data.name if "name" in fields else row["name"]
             max_users = data.max_users if "max_users" in fields else row["max_users"]
             if row["name"].lower() == DEFAULT_ACCOUNT_TYPE and new_name.lower() != DEFAULT_ACCOUNT_TYPE:
-                raise validation.Refused("name", f"{DEFAULT_ACCOUNT_TYPE} is the default account type and keeps its name")
+                raise validation.Refused(
+                    "name", f"{DEFAULT_ACCOUNT_TYPE} is the default account type and keeps its name"
+                )
             if (new_name, max_users) != (row["name"], row["max_users"]):
                 try:
                     await sql.update_account_type(conn, row["id"], new_name, max_users)

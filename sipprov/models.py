@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -34,6 +34,30 @@ EXTENSION_MAX = 99999
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def _not_nullable_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Show PATCH fields that refuse null as non-nullable in the JSON schema (OpenAPI),
+    so the document matches what is really accepted."""
+    for name in getattr(model, "NOT_NULLABLE", ()):
+        prop = schema.get("properties", {}).get(name)
+        if not prop or "anyOf" not in prop:
+            continue
+        kept = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        prop.pop("default", None)
+
+
+class _Patch(_Input):
+    """PATCH input: only the fields present change; NOT_NULLABLE ones refuse null."""
+
+    model_config = ConfigDict(
+        extra="forbid", hide_input_in_errors=True, json_schema_extra=_not_nullable_schema
+    )
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ()
 
 
 def _none_or(check, value: Any, field_name: str) -> Any:
@@ -177,7 +201,7 @@ NOT_NULLABLE_ON_UPDATE = (
 )
 
 
-class AgentUpdate(_AgentFields):
+class AgentUpdate(_AgentFields, _Patch):
     """PATCH /api/v1/agents/{id}: only the fields present change (`model_fields_set`).
 
     Passwords are not here: they have their own calls (set_web_password,
@@ -209,6 +233,8 @@ class AgentUpdate(_AgentFields):
     account_type: str | None = None
     # Replaces all memberships (voice, chat and ticket) when present.
     queues: list[QueueAssignment] | None = None
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = NOT_NULLABLE_ON_UPDATE
 
     @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="after")
     @classmethod
@@ -252,8 +278,10 @@ class QueueCreate(_Input):
         return validation.queue_name(v, "name")
 
 
-class QueueUpdate(_Input):
+class QueueUpdate(_Patch):
     """PATCH a queue; `number: null` removes the number, leaving kind voice releases it."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "kind", "strategy")
 
     name: str | None = None
     kind: QueueKind | None = None
@@ -295,8 +323,10 @@ class RoleCreate(_Input):
         return _none_or(validation.label, v, "label")
 
 
-class RoleUpdate(_Input):
+class RoleUpdate(_Patch):
     """Builtin roles may be edited (label, flags) but not renamed or deleted."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "label", "sip_allowed", "web_login", "calls_allowed")
 
     name: str | None = None
     label: str | None = None
@@ -340,9 +370,11 @@ class AccountTypeCreate(_Input):
         return validation.account_type_name(v, "name")
 
 
-class AccountTypeUpdate(_Input):
+class AccountTypeUpdate(_Patch):
     """`max_users: null` removes the limit; lowering it below the current count keeps
     existing users and refuses new ones."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name",)
 
     name: str | None = None
     max_users: int | None = Field(default=None, ge=0)

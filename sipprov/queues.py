@@ -77,7 +77,9 @@ async def get_queue(conn: Conn, name: str) -> Queue:
     return _queue_from_row(row, members)
 
 
-async def create_queue(pool: asyncpg.Pool, cfg: Config, data: QueueCreate, actor: str) -> tuple[Queue, int | None]:
+async def create_queue(
+    pool: asyncpg.Pool, cfg: Config, data: QueueCreate, actor: str
+) -> tuple[Queue, int | None]:
     """Returns the queue and the config version (voice queues) or None."""
     if data.number is not None and data.kind != "voice":
         raise validation.Refused("number", "only voice queues have a number")
@@ -153,7 +155,7 @@ async def update_queue(
                 "queue",
                 row["id"],
                 {
-                    "old": {"name": row["name"], "kind": row["kind"], "strategy": row["strategy"], "number": row["number"]},
+                    "old": {k: row[k] for k in ("name", "kind", "strategy", "number")},
                     "new": {"name": new_name, "kind": kind, "strategy": strategy, "number": number},
                 },
             )
@@ -182,7 +184,12 @@ async def delete_queue(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -
                 "delete",
                 "queue",
                 row["id"],
-                {"name": row["name"], "kind": row["kind"], "number": row["number"], "members": row["member_count"]},
+                {
+                    "name": row["name"],
+                    "kind": row["kind"],
+                    "number": row["number"],
+                    "members": row["member_count"],
+                },
             )
             return await config_state.bump(conn) if row["kind"] == "voice" else None
 
@@ -248,6 +255,11 @@ async def remove_member(
             if not await sql.delete_member(conn, queue["id"], agent_id):
                 raise NotFoundError(f"agent {agent_id} is not a member of {queue['name']}", "agent_id")
             await audit.record(
-                conn, actor, "remove_member", "queue", queue["id"], {"queue": queue["name"], "agent_id": agent_id}
+                conn,
+                actor,
+                "remove_member",
+                "queue",
+                queue["id"],
+                {"queue": queue["name"], "agent_id": agent_id},
             )
             return await config_state.bump(conn) if queue["kind"] == "voice" else None

@@ -63,7 +63,10 @@ _LOGIN_SHAPE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _ROLE_SHAPE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 # queues.conf has a [general] section of its own; a queue of that name would merge into it.
-RESERVED_QUEUE_NAMES = frozenset({"general"})
+# The renderer also refuses [globals] (special in extensions.conf, and the renderer uses
+# one list of reserved section names), so refusing it here keeps an accepted queue from
+# stopping every apply.
+RESERVED_QUEUE_NAMES = frozenset({"general", "globals"})
 
 
 _CONTROL_NAMES = {
@@ -106,7 +109,9 @@ def _check_chars(value: str, field: str, allowed: Callable[[str], bool], what: s
 
 def _check_length(value: str, field: str, max_len: int, min_len: int = 1) -> None:
     if len(value) < min_len:
-        raise Refused(field, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters")
+        if min_len == 1:
+            raise Refused(field, "must not be empty")
+        raise Refused(field, f"must be at least {min_len} characters")
     if len(value) > max_len:
         raise Refused(field, f"must be at most {max_len} characters")
 
@@ -235,7 +240,10 @@ def account_type_name(value: object, field: str = "name") -> str:
     """Account type name: ASCII letters, digits, spaces, _ and -."""
     text = _text(value, field)
     _check_chars(
-        text, field, lambda ch: ch in _ACCOUNT_TYPE_CHARS, "an account type name (ASCII letters, digits, space, _ - only)"
+        text,
+        field,
+        lambda ch: ch in _ACCOUNT_TYPE_CHARS,
+        "an account type name (ASCII letters, digits, space, _ - only)",
     )
     text = _trim(text)
     _check_length(text, field, ACCOUNT_TYPE_NAME_MAX)
@@ -247,7 +255,12 @@ def account_type_name(value: object, field: str = "name") -> str:
 def sms_box(value: object, field: str = "sms_box") -> str:
     """Default SMS box: an identifier or a number."""
     text = _text(value, field)
-    _check_chars(text, field, lambda ch: ch in _SMS_BOX_CHARS, "an SMS box (ASCII letters, digits, space, . _ + @ - only)")
+    _check_chars(
+        text,
+        field,
+        lambda ch: ch in _SMS_BOX_CHARS,
+        "an SMS box (ASCII letters, digits, space, . _ + @ - only)",
+    )
     text = _trim(text)
     _check_length(text, field, SMS_BOX_MAX)
     return text

@@ -122,3 +122,36 @@ async def agent_pool(cfg: config_mod.Config, pool: asyncpg.Pool) -> asyncpg.Pool
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
     return pool
+
+
+@pytest.fixture
+async def audit_guard(db_dsn: str) -> AsyncIterator[None]:
+    """After the test: no audit row holds a secret-looking key or any stored password
+    hash or SIP digest (use with `pytestmark = pytest.mark.usefixtures("audit_guard")`)."""
+    import json
+
+    from sipprov import audit
+
+    yield
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        stored = await conn.fetch(
+            "SELECT web_password_hash, sip_ha1_md5, sip_ha1_sha256 FROM users"
+        )
+        rows = await conn.fetch("SELECT action, details::text AS details FROM audit_log")
+    finally:
+        await conn.close()
+    secrets = {v for r in stored for v in r.values() if v}
+
+    def keys(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | set().union(*(keys(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(*(keys(v) for v in value))
+        return set()
+
+    for row in rows:
+        bad = {k for k in keys(json.loads(row["details"])) if audit.is_secret_key(k)}
+        assert not bad, f"audit row {row['action']} has secret keys {bad}"
+        assert not any(s in row["details"] for s in secrets), f"audit row {row['action']} holds a secret"
+        assert "$argon2" not in row["details"] and "$pbkdf2" not in row["details"]

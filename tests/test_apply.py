@@ -20,7 +20,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from sipprov import agents, database, extensions, queues, sipp
+from sipprov import agents, database, extensions, queues, render_cli, sipp
 from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
 from sipprov import render as render_mod
@@ -287,3 +287,15 @@ async def test_asterisk_down_then_back(env: Env, pbx_config: Config) -> None:
         assert r.sip
         reg = await sipp.register(HOST, env.sip_port, r.sip.username, r.sip.password)
         assert reg.ok, reg
+
+
+async def test_cli_apply_now_next_to_the_service(env: Env, ami: AmiClient) -> None:
+    """`sipprov apply` in another "process" (its own pool and applier) while the
+    service's applier runs: serialised by the database lock, verified, recorded."""
+    created = await _create(env, 1)
+    out = await render_cli.apply_now(env.cfg, 30)
+    assert out["ok"], out
+    assert sorted(out["reloaded"]) == sorted(render_mod.MODULE_FOR_FILE.values())
+    assert out["applied_version"] >= (created.config_version or 0)
+    assert await ami.pjsip_endpoint_exists(str(created.agent.extension))
+    assert await render_cli.render_diff(env.cfg) == ""

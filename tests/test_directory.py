@@ -23,6 +23,8 @@ from sipprov.models import (
 )
 
 ACTOR = "admin:test"
+# Every test here also checks that the audit log holds no secret (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("audit_guard")
 _serial = itertools.count(1)
 
 

@@ -15,6 +15,8 @@ from sipprov.models import AgentCreate, AgentUpdate, QueueCreate, QueueUpdate, p
 from sipprov.sql import config_state
 
 ACTOR = "admin:test"
+# Every test here also checks that the audit log holds no secret (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("audit_guard")
 _serial = itertools.count(1)
 
 
@@ -124,6 +126,8 @@ async def test_update_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     assert exc.value.field == "name"
     with pytest.raises(NotFoundError):
         await queues.update_queue(agent_pool, cfg, "ghost", qu(strategy="random"), ACTOR)
+    actions = [e.action for e in await audit.list_entries(agent_pool, entity="queue", entity_id=q.id)]
+    assert actions.count("update") == 6 and actions.count("create") == 1  # no-op and refused: none
 
 
 async def test_ticket_queue_references_follow(cfg: Config, agent_pool: asyncpg.Pool) -> None:
@@ -144,6 +148,9 @@ async def test_delete_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     assert (await agents.get_agent(agent_pool, a.agent.id)).queues == []
     with pytest.raises(NotFoundError):
         await queues.delete_queue(agent_pool, cfg, "sales", ACTOR)
+    entries = await audit.list_entries(agent_pool, entity="queue")
+    assert [e.action for e in reversed(entries)] == ["create", "delete"]
+    assert entries[0].details == {"name": "sales", "kind": "voice", "number": 200, "members": 1}
 
 
 async def test_memberships(cfg: Config, agent_pool: asyncpg.Pool) -> None:

@@ -1,5 +1,5 @@
 """Sub-commands of `sipprov`; each module has `register(subparsers)`."""
 
-from . import agents, db, pbx, serve
+from . import agents, db, pbx, serve, tokens
 
-COMMAND_MODULES = [serve, db, pbx, agents]
+COMMAND_MODULES = [serve, agents, tokens, db, pbx]

@@ -19,6 +19,7 @@ from ..models import (
     WebPasswordSet,
     parse,
 )
+from ..validation import DEPARTMENT_NAME_MAX, ROLE_NAME_MAX
 from .errors import read_json_object
 from .keys import SERVICES, actor
 from .openapi_schemas import (
@@ -80,8 +81,8 @@ async def list_agents(request: web.Request) -> web.Response:
     page = await agents.search_agents(
         request.app[SERVICES].pool,
         q=query_str(request, "q"),
-        role=query_str(request, "role", 64),
-        department=query_str(request, "department"),
+        role=query_str(request, "role", ROLE_NAME_MAX),
+        department=query_str(request, "department", DEPARTMENT_NAME_MAX),
         agents_only=bool(query_bool(request, "agents_only", False)),
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         cursor=query_str(request, "cursor", 512),
@@ -130,8 +131,9 @@ async def rotate_sip_password(request: web.Request) -> web.Response:
 LIST_PARAMS = (
     Param("q", {"type": "string", "maxLength": 200},
           "search first/last name, login, e-mail and extension"),
-    Param("role", {"type": "string", "maxLength": 64}, "only users of this role"),
-    Param("department", {"type": "string", "maxLength": 200}, "only users of this department"),
+    Param("role", {"type": "string", "maxLength": ROLE_NAME_MAX}, "only users of this role"),
+    Param("department", {"type": "string", "maxLength": DEPARTMENT_NAME_MAX},
+          "only users of this department"),
     Param("agents_only", {"type": "boolean"}, "only users that are agents"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
           f"page size (default {DEFAULT_LIMIT})"),

@@ -3,6 +3,7 @@ outermost, then authentication) and the per-process login rate limiter."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable
 
@@ -13,22 +14,21 @@ from ..ratelimit import LoginRateLimiter
 from . import agents, auth_routes, avatars, directory, openapi, queues, status
 from .auth import auth_middleware
 from .errors import error_middleware
-from .keys import LOGIN_LIMITER, SERVICES
+from .keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
 from .routes import Route
 
 
 def route_table() -> list[Route]:
-    """Every route the API serves, in documentation order (openapi.json last)."""
-    routes = [
+    """Every route the API serves, in documentation order."""
+    return [
         *status.ROUTES,
         *auth_routes.ROUTES,
         *agents.ROUTES,
         *avatars.ROUTES,
         *queues.ROUTES,
         *directory.ROUTES,
+        *openapi.ROUTES,
     ]
-    routes.append(openapi.route(routes))
-    return routes
 
 
 def create_app(services: Services, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
@@ -41,8 +41,11 @@ def create_app(services: Services, *, clock: Callable[[], float] = time.monotoni
         middlewares=[error_middleware, auth_middleware],
         client_max_size=services.cfg.http.max_body_bytes,
     )
+    routes = route_table()
     app[SERVICES] = services
     app[LOGIN_LIMITER] = LoginRateLimiter(services.cfg.security, clock=clock)
-    for route in route_table():
+    app[PUBLIC_ROUTES] = frozenset((r.method, r.path) for r in routes if r.public)
+    app[OPENAPI_DOCUMENT] = json.dumps(openapi.build_document(routes)).encode()
+    for route in routes:
         app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
     return app

@@ -1,5 +1,5 @@
-"""Bearer-token authentication: every route needs a token except the public ones
-(health); a readonly token may only read (GET, HEAD, OPTIONS)."""
+"""Bearer-token authentication: every route needs a token except the ones the route
+table marks public (health); a readonly token may only read (GET, HEAD, OPTIONS)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from aiohttp import web
 from ..errors import AuthError, ForbiddenError
 from ..tokens import verify_token
 from .errors import Handler
-from .keys import SERVICES, TOKEN
+from .keys import PUBLIC_ROUTES, SERVICES, TOKEN
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# (method, path) pairs anyone may call.
-PUBLIC = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
 MAX_TOKEN_LENGTH = 256
 
 
@@ -29,7 +27,8 @@ def bearer_token(request: web.Request) -> str:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if (request.method, request.path) in PUBLIC:
+    method = "GET" if request.method == "HEAD" else request.method
+    if (method, request.path) in request.app[PUBLIC_ROUTES]:
         return await handler(request)
     token = bearer_token(request)
     info = await verify_token(request.app[SERVICES].pool, token)

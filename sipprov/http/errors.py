@@ -8,7 +8,6 @@ PostgreSQL data/constraint errors that slipped past validation are 422/409, not 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import traceback
@@ -131,9 +130,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                               message, headers=headers)
     except DatabaseUnavailable:
         return _unavailable()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (not CancelledError)
         if is_unavailable(exc):
             log.warning("database unavailable on %s %s: %s", request.method, request.path,
                         type(exc).__name__)

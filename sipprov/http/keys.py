@@ -10,6 +10,10 @@ from ..tokens import TokenInfo
 
 SERVICES = web.AppKey("services", Services)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginRateLimiter)
+# (method, path) of the routes anyone may call, from the route table.
+PUBLIC_ROUTES = web.AppKey("public_routes", frozenset)
+# GET /api/v1/openapi.json, serialized once when the app is made.
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 # The token that authenticated the request (request[TOKEN]); absent on public routes.
 # web.RequestKey exists from aiohttp 3.12 on; a plain string key works everywhere.
 TOKEN = (web.RequestKey("token", TokenInfo) if hasattr(web, "RequestKey")  # type: ignore[attr-defined]

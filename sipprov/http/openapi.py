@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from .errors import HTTP_CODES
+from .keys import OPENAPI_DOCUMENT
 from .routes import JSON, Reply, Route, Schema
 from .waiting import PARAMS as WAIT_PARAMS
 from .waiting import VERSION_HEADER
@@ -251,22 +251,12 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
     }
 
 
-def make_handler(routes: list[Route]) -> web.Handler:
-    """The GET handler; the document is built once, when the app is made."""
-    document: dict[str, Any] = {}
-
-    async def openapi_json(request: web.Request) -> web.Response:
-        if not document:
-            document.update(build_document(routes))
-        return web.json_response(document)
-
-    return openapi_json
+async def openapi_json(request: web.Request) -> web.Response:
+    """The document, serialized once by create_app."""
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type=JSON)
 
 
-def route(routes: list[Route]) -> Route:
-    return Route("GET", "/api/v1/openapi.json", make_handler(routes),
-                 "This OpenAPI 3.1 document", "meta",
-                 replies={200: Reply("the OpenAPI document", {"type": "object"})})
-
-
-__all__ = ["build_document", "route", "error_statuses", "HTTP_CODES"]
+ROUTES = [
+    Route("GET", "/api/v1/openapi.json", openapi_json, "This OpenAPI 3.1 document", "meta",
+          replies={200: Reply("the OpenAPI document", {"type": "object"})}),
+]

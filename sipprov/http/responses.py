@@ -68,7 +68,7 @@ def query_str(request: web.Request, name: str, max_length: int = 200) -> str | N
         return None
     if len(raw) > max_length:
         raise ValidationError(f"{name} is longer than {max_length} characters", field=name)
-    if any(ord(ch) < 32 or ch == "\x7f" for ch in raw) or "\x00" in raw:
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in raw):
         raise ValidationError(f"{name} contains control characters", field=name)
     return raw
 

@@ -88,7 +88,9 @@ d.id, d.name, (SELECT count(*) FROM users u WHERE u.department_id = d.id) AS use
 """
 LIST_DEPARTMENTS = f"SELECT {_DEPARTMENT_COLUMNS} FROM departments d ORDER BY lower(d.name)"
 GET_DEPARTMENT = f"SELECT {_DEPARTMENT_COLUMNS} FROM departments d WHERE lower(d.name) = lower($1)"
-LOCK_DEPARTMENT = f"SELECT {_DEPARTMENT_COLUMNS} FROM departments d WHERE lower(d.name) = lower($1) FOR UPDATE"
+LOCK_DEPARTMENT = (
+    f"SELECT {_DEPARTMENT_COLUMNS} FROM departments d WHERE lower(d.name) = lower($1) FOR UPDATE"
+)
 INSERT_DEPARTMENT = "INSERT INTO departments (name) VALUES ($1) RETURNING id"
 RENAME_DEPARTMENT = "UPDATE departments SET name = $2 WHERE id = $1"
 DELETE_DEPARTMENT = "DELETE FROM departments WHERE id = $1"
