@@ -25,9 +25,12 @@ and `sipprov apply` never interleave their writes and reloads.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,15 +51,19 @@ log = logging.getLogger(__name__)
 
 AmiFactory = Callable[[], AmiClient]
 
-# Coalescing: wait for `debounce_ms` of quiet, but no longer than the burst window;
-# the window starts at BURST_WINDOW_S and grows (x BURST_GROWTH, up to BURST_WINDOW_MAX_S)
-# for as long as changes keep arriving through whole windows (1, 4, 16, 30, 30 s ...).
-# One create is applied after debounce_ms; a burst of thousands gives a handful of
-# applies; the end of a burst is applied debounce_ms after its last change (the window
-# only bounds how long changes made during a burst wait).
+# Coalescing. A change waits for debounce_ms of quiet, so a lone create is applied at
+# once. More than SMALL_BATCH changes within BURST_HORIZON_S mean a burst: then quiet
+# means no change for BURST_QUIET_S (gaps inside a busy burst are often longer than
+# debounce_ms), and the wait is bounded by the burst window, which grows (1, 4, 16,
+# 60 s) for as long as bursts keep hitting it and falls back to BURST_WINDOW_S once a
+# wait ends in quiet. So 1,000 creates give a handful of applies, and the end of any
+# burst is applied about BURST_QUIET_S after its last change.
+SMALL_BATCH = 3
+BURST_HORIZON_S = 2.0
+BURST_QUIET_S = 1.0
 BURST_WINDOW_S = 1.0
 BURST_GROWTH = 4.0
-BURST_WINDOW_MAX_S = 30.0
+BURST_WINDOW_MAX_S = 60.0
 # Up to this many added/changed/removed endpoints are checked one by one
 # (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead.
 VERIFY_ONE_BY_ONE_MAX = 50
@@ -70,6 +77,9 @@ LISTEN_CHECK_S = 5.0
 REJECTED_RETRY_S = 60.0
 # How long to wait for another process's apply to finish.
 APPLY_LOCK_TIMEOUT_S = 120.0
+
+
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
 class ApplyError(Exception):
@@ -148,8 +158,16 @@ class Applier:
         self._verified_agents: dict[int, AgentConf] | None = None
         self._verified_queues: dict[str, QueueConf] | None = None
         self._burst_window = BURST_WINDOW_S
+        # Changes signalled (NOTIFY or notify()), and how many the last apply covered.
+        self._changes = 0
+        self._changes_applied = 0
+        self._change_times: collections.deque[float] = collections.deque()
         self._state_loaded = False
         self._stats = _Stats()
+        self._conn: asyncpg.Connection | None = None
+        # Render and file writes run on a thread of their own: the default executor
+        # may be queued full of password hashes during a bulk create.
+        self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +191,12 @@ class Applier:
         self._listen_task = asyncio.create_task(self._listen(), name="sipprov-applier-listen")
         log.info("applier started (config version %d, applied %d, files in %s)",
                  self._config_version, self._applied_version, self.directory)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sipprov-applier")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(fn, *args))
 
     async def _load_state(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
         """What the previous runs recorded (once per Applier)."""
@@ -203,11 +227,15 @@ class Applier:
                 await self._task
             self._task = None
         await self._close_ami()
+        await self._release_connection()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         log.info("applier stopped (applied version %d)", self._applied_version)
 
     def notify(self) -> None:
         """Something changed (in this process): apply soon."""
-        self._wake.set()
+        self._changed()
 
     @property
     def applied_version(self) -> int:
@@ -267,8 +295,21 @@ class Applier:
             for w in waiters:
                 w.cancel()
 
+    def _changed(self) -> None:
+        self._changes += 1
+        self._change_times.append(time.monotonic())
+        self._wake.set()
+
+    def _recent_changes(self) -> int:
+        horizon = time.monotonic() - BURST_HORIZON_S
+        times = self._change_times
+        while times and times[0] < horizon:
+            times.popleft()
+        return len(times)
+
     async def _debounce(self) -> None:
-        """Wait until changes stop arriving for debounce_ms, within the burst window."""
+        """Wait until the changes stop (see SMALL_BATCH, BURST_QUIET_S), at most the
+        burst window; grow the window if it was hit, reset it otherwise."""
         debounce = max(0.0, self.cfg.applier.debounce_ms / 1000)
         window = self._burst_window
         start = time.monotonic()
@@ -281,10 +322,18 @@ class Applier:
             if left <= 0:
                 capped = True
                 break
+            burst = self._recent_changes() > SMALL_BATCH
+            quiet = max(debounce, BURST_QUIET_S) if burst else debounce
             try:
-                await asyncio.wait_for(self._wake.wait(), min(debounce, left))
+                await asyncio.wait_for(self._wake.wait(), min(quiet, left))
             except asyncio.TimeoutError:
-                break  # quiet: go
+                capped = left <= quiet  # the window ran out, not the changes
+                break
+        log.debug("coalesced %d change(s) in %.2f s (window %.0f s%s)",
+                  self._changes - self._changes_applied, time.monotonic() - start, window,
+                  ", hit" if capped else "")
+        # What the coming apply covers (changes after this point trigger the next one).
+        self._changes_applied = self._changes
         self._burst_window = (
             min(BURST_WINDOW_MAX_S, window * BURST_GROWTH) if capped else BURST_WINDOW_S
         )
@@ -326,7 +375,7 @@ class Applier:
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self._config_version = max(self._config_version, int(payload))
-        self._wake.set()
+        self._changed()
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnect with backoff when it drops."""
@@ -414,12 +463,27 @@ class Applier:
             finally:
                 self._busy = False
 
-    async def _apply_locked(self, force: bool) -> ApplyResult:
-        t0 = time.monotonic()
+    async def _connection(self) -> asyncpg.Connection:
+        """The applier's own connection, kept between applies: taking one from the
+        shared pool for every apply would queue it behind a burst of creates."""
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        await self._release_connection()
         try:
-            conn = await self.pool.acquire()
+            self._conn = await self.pool.acquire()
         except Exception as exc:
             raise Unavailable(f"database: {exc}") from exc
+        return self._conn
+
+    async def _release_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def _apply_locked(self, force: bool) -> ApplyResult:
+        t0 = time.monotonic()
+        conn = await self._connection()
         locked = False
         try:
             try:
@@ -431,25 +495,26 @@ class Applier:
                 phases = {"snapshot": self._ms(t_snap)}
             except ApplyError:
                 raise
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
-                    asyncio.TimeoutError) as exc:
+            except _DB_ERRORS as exc:
+                await self._release_connection()
                 raise Unavailable(f"database: {exc}") from exc
             result = await self._apply_snapshot(snap, force, t0, phases)
             if not result.noop:
                 try:
                     await config_state.mark_applied(conn, snap.version, result.duration_ms)
-                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                    # Asterisk has it; the record follows on the next apply.
-                    log.warning("applied version %d but could not record it: %s",
-                                snap.version, exc)
+                except _DB_ERRORS as exc:
+                    # Asterisk has it; recorded by the retry (no reload needed then).
+                    await self._release_connection()
+                    raise Unavailable(f"applied version {snap.version} but could not "
+                                      f"record it: {exc}") from exc
             await self._set_applied(snap.version)
             return result
         finally:
-            if locked:
-                with contextlib.suppress(Exception):
+            if locked and self._conn is conn:
+                try:
                     await conn.execute(snapshot_sql.APPLY_UNLOCK)
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+                except Exception:
+                    await self._release_connection()
 
     async def _lock(self, conn: asyncpg.Connection) -> bool:
         deadline = time.monotonic() + APPLY_LOCK_TIMEOUT_S
@@ -467,12 +532,12 @@ class Applier:
         self._config_version = max(self._config_version, snap.version)
         t = time.monotonic()
         try:
-            rendered = await asyncio.to_thread(render_mod.render, snap, self.cfg)
+            rendered = await self._in_thread(render_mod.render, snap, self.cfg)
         except render_mod.UnsafeValueError as exc:
             raise Rejected(f"render refused a value: {exc}") from exc
         phases["render"] = self._ms(t)
         t = time.monotonic()
-        changed = await asyncio.to_thread(
+        changed = await self._in_thread(
             files_mod.write_changed, self.directory, rendered, self.cfg.security.file_mode
         )
         phases["write"] = self._ms(t)
@@ -510,7 +575,7 @@ class Applier:
             await self._verify(ami, snap, reloaded, force)
             phases["verify"] = self._ms(t)
         self._set_verified(snap)
-        await asyncio.to_thread(files_mod.keep_good, self.directory, render_mod.FILES)
+        await self._in_thread(files_mod.keep_good, self.directory, render_mod.FILES)
         ms = self._ms(t0)
         s = self._stats
         s.applies += 1
@@ -532,7 +597,7 @@ class Applier:
     async def _roll_back(self, ami: AmiClient, reason: str) -> None:
         """Put the last good files back, reload them, raise Rejected(reason)."""
         log.error("%s; restoring the last good files", reason)
-        restored = await asyncio.to_thread(
+        restored = await self._in_thread(
             files_mod.restore_good, self.directory, render_mod.FILES, self.cfg.security.file_mode
         )
         for name in render_mod.FILES:
@@ -675,6 +740,10 @@ class Applier:
         self._stats.last_error = message
         self._stats.last_error_at = _now()
         try:
-            await config_state.mark_error(self.pool, message)
+            conn = self._conn if self._conn is not None and not self._conn.is_closed() else None
+            if conn is not None:
+                await config_state.mark_error(conn, message)
+            else:
+                await asyncio.wait_for(config_state.mark_error(self.pool, message), 5)
         except Exception as exc:
             log.debug("could not record the apply error: %s", exc)

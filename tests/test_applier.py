@@ -139,6 +139,13 @@ async def _settled(a: Applier, timeout: float = 10) -> None:
     raise AssertionError(a.status())
 
 
+async def _until(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
 def _sip_only(n: int, **kw: Any) -> AgentCreate:
     # role "extension": a SIP account and no web password, so no slow hashing here
     letters = "".join("abcdefghij"[int(d)] for d in str(n))
@@ -200,6 +207,7 @@ async def test_ami_down_keeps_changes_pending(applier: Applier, fake_pbx: FakeAs
     fake_pbx.up = False
     created = [await _create(pool, applier_cfg, i) for i in range(5)]
     last = created[-1].config_version
+    await _until(lambda: applier.status()["last_error"] is not None)
     assert not await applier.wait_applied(last, 0.5)
     st = applier.status()
     assert st["pending"] >= 1 and not st["ami_connected"]
@@ -228,9 +236,7 @@ async def test_rejected_reload_restores_the_good_files(applier: Applier, fake_pb
 
     fake_pbx.reject = {"res_pjsip.so"}
     bad = await _create(pool, applier_cfg, 2)
-    deadline = time.monotonic() + 10
-    while applier.status()["last_error"] is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await _until(lambda: applier.status()["last_error"] is not None)
     st = applier.status()
     assert "rejected the reload of res_pjsip.so" in st["last_error"], st
     assert applier.applied_version < bad.config_version
@@ -252,7 +258,8 @@ async def test_failed_verification_is_recorded_not_applied(applier: Applier, fak
     fake_pbx.drop_endpoints = {"100"}
     created = await _create(pool, applier_cfg, 1)
     assert created.agent.extension == 100
-    assert not await applier.wait_applied(created.config_version, 1.0)
+    await _until(lambda: applier.status()["last_error"] is not None)
+    assert not await applier.wait_applied(created.config_version, 0.2)
     assert "1 endpoint(s) missing in Asterisk (e.g. 100)" in applier.status()["last_error"]
     # Asterisk loads it on a later try (e.g. after the next change)
     fake_pbx.drop_endpoints = set()
@@ -279,7 +286,8 @@ async def test_render_refusal_is_recorded(applier: Applier, applier_cfg: Config,
             await conn.execute("UPDATE users SET caller_id_name = $1 WHERE id = $2",
                                "x\n[evil]", created.agent.id)
             version = await config_state.bump(conn)
-    assert not await applier.wait_applied(version, 1.0)
+    await _until(lambda: applier.status()["last_error"] is not None)
+    assert not await applier.wait_applied(version, 0.2)
     error = applier.status()["last_error"]
     assert "render refused a value" in error and "evil" not in error
     assert "[evil]" not in (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()

@@ -214,33 +214,43 @@ def check_create(field: str, value: Any) -> None:
     assert_renders_exactly(accepted)
 
 
-@pytest.mark.parametrize("field", sorted(CREATE_FIELDS))
+def each_field(check: Any, values: dict[str, Any]) -> None:
+    """Run one check per field (each with its own value); a failure names the field.
+
+    One hypothesis example draws a value for every field: 1,000 examples are 1,000
+    cases per field, at a fraction of the cost of one run per field."""
+    for field in sorted(values):
+        try:
+            check(field, values[field])
+        except Exception as exc:  # noqa: BLE001 - any failure, named by its field
+            raise AssertionError(f"field {field!r}, value {values[field]!r}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+
 @PROPERTY
-@given(value=hostile_text())
-def test_any_string_in_any_create_field(field: str, value: str) -> None:
-    check_create(field, value)
+@given(values=st.fixed_dictionaries({f: hostile_text() for f in CREATE_FIELDS}))
+def test_any_string_in_any_create_field(values: dict[str, str]) -> None:
+    each_field(check_create, values)
 
 
-@pytest.mark.parametrize("field", ["extension", "priority", "queues.0.penalty",
-                                   "outbound_allowed", "first_name", "caller_id"])
-@settings(max_examples=200, deadline=None, database=None)
-@given(value=st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
-                       st.lists(st.integers(), max_size=2),
-                       st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)))
-def test_any_json_value_in_typed_fields(field: str, value: Any) -> None:
-    check_create(field, value)
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                        st.lists(st.integers(), max_size=2),
+                        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(values=st.fixed_dictionaries({f: JSON_VALUES for f in CREATE_FIELDS}))
+def test_any_json_value_in_any_create_field(values: dict[str, Any]) -> None:
+    """Not a string at all (null, numbers, lists, objects): refused naming the field, or
+    coerced to the field's own type."""
+    each_field(check_create, values)
 
 
 UPDATE_FIELDS = ("first_name", "last_name", "login", "caller_id", "outbound_number",
                  "chat_name", "department", "phone", "role", "sms_box")
 
 
-@pytest.mark.parametrize("field", UPDATE_FIELDS)
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(value=st.one_of(hostile_text(), st.none()))
-def test_any_string_in_any_update_field(field: str, value: Any) -> None:
-    """PATCH: refused naming the field, or every value accepted is inert."""
+def check_update(field: str, value: Any) -> None:
     try:
         data = parse(AgentUpdate, {field: value})
     except ValidationError as exc:
@@ -253,10 +263,19 @@ def test_any_string_in_any_update_field(field: str, value: Any) -> None:
             assert got.isascii() and not set(got) & set('\n\r[];#"\\$<>,|{}=')
 
 
+@PROPERTY
+@given(values=st.fixed_dictionaries({f: st.one_of(hostile_text(), st.none())
+                                     for f in UPDATE_FIELDS}))
+def test_any_string_in_any_update_field(values: dict[str, Any]) -> None:
+    """PATCH: refused naming the field, or every value accepted is inert."""
+    each_field(check_update, values)
+
+
 # --- queues: their names become [sections] of queues.conf and Queue() arguments ------
 
 
-def check_queue(model: type, value: Any) -> None:
+def check_queue(which: str, value: Any) -> None:
+    model = QueueCreate if which == "create" else QueueUpdate
     body = {"name": value, "number": 500} if model is QueueCreate else {"name": value}
     try:
         data = parse(model, body)
@@ -279,11 +298,13 @@ def check_queue(model: type, value: Any) -> None:
     assert_files_mean(files, snap, CFG)
 
 
-@pytest.mark.parametrize("model", [QueueCreate, QueueUpdate], ids=["create", "update"])
+_QUEUE_TEXT = hostile_text(legit=("support", "sales-2", "general", "globals", "Q_1"))
+
+
 @PROPERTY
-@given(value=hostile_text(legit=("support", "sales-2", "general", "globals", "Q_1")))
-def test_any_string_as_queue_name(model: type, value: str) -> None:
-    check_queue(model, value)
+@given(values=st.fixed_dictionaries({"create": _QUEUE_TEXT, "update": _QUEUE_TEXT}))
+def test_any_string_as_queue_name(values: dict[str, str]) -> None:
+    each_field(check_queue, values)
 
 
 @pytest.mark.parametrize("name", ["general", "GENERAL", "globals", "Globals"])
@@ -303,10 +324,7 @@ DIRECTORY = {
 }
 
 
-@pytest.mark.parametrize("which", sorted(DIRECTORY))
-@PROPERTY
-@given(value=hostile_text(legit=("Sales", "qa-lead", "B2B & VIP", "standard")))
-def test_any_string_in_directory_names(which: str, value: str) -> None:
+def check_directory(which: str, value: Any) -> None:
     model, field = DIRECTORY[which]
     body = {"name": "ok-name", field: value}
     try:
@@ -317,6 +335,15 @@ def test_any_string_in_directory_names(which: str, value: str) -> None:
     got = getattr(data, field)
     assert not any(validation.is_control(ch) for ch in got)
     assert not set(got) & set('\n\r[];#"\\$<>=,|{}'), (which, got)
+
+
+_DIRECTORY_TEXT = hostile_text(legit=("Sales", "qa-lead", "B2B & VIP", "standard"))
+
+
+@PROPERTY
+@given(values=st.fixed_dictionaries({which: _DIRECTORY_TEXT for which in DIRECTORY}))
+def test_any_string_in_directory_names(values: dict[str, str]) -> None:
+    each_field(check_directory, values)
 
 
 # --- the same through the real HTTP API and database (a few hundred) ----------------
@@ -375,7 +402,7 @@ async def test_hostile_input_over_http_is_refused_or_rendered_exactly(
             assert r.body["error"]["field"] in allowed, (field, value, r.body)
         else:  # a duplicate (e-mail or extension) is a conflict on that field
             assert r.body["error"]["field"] in (field, "extension", "email", "login"), r.body
-    assert statuses.get(201, 0) >= 50 and statuses.get(422, 0) >= 50, statuses
+    assert statuses.get(201, 0) >= 20 and statuses.get(422, 0) >= 100, statuses
 
     # What the database now holds renders exactly: every created agent's endpoint,
     # with the caller id the API returned, and no section or line more.

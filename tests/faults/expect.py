@@ -118,7 +118,7 @@ def expected_extensions(agents: list[AgentConf], queues: list[QueueConf],
             dial += [
                 ("exten", "=>", f'{pattern},1,ExecIf($["${{SIPPROV_OUTBOUND_NUMBER}}" != ""]'
                                 "?Set(CALLERID(num)=${SIPPROV_OUTBOUND_NUMBER}))"),
-                ("same", "=>", f"n,Dial({_strip(s.outbound_dial)},{s.ring_timeout_s})"),
+                ("same", "=>", f"n,Dial({s.outbound_dial},{s.ring_timeout_s})"),
                 ("same", "=>", "n,Hangup()"),
             ]
         out.append(ExpectedSection(f"{s.outbound_context}-dial", dial))

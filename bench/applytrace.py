@@ -1,0 +1,109 @@
+"""Time the steps of every apply the service's applier runs, without changing it.
+
+The applier calls its collaborators through their modules (snapshot_mod.load,
+render_mod.render, files_mod.write_changed, files_mod.keep_good, config_state.
+mark_applied) and AMI through its client; wrapping those module attributes and
+AmiClient's methods for the duration of a stage gives, per apply, how long each step
+took. Applies run one at a time (the applier's mutex), so the steps go to the apply in
+progress. Restored on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from typing import Any, Callable, Iterator
+
+from sipprov import applier as applier_mod
+from sipprov import ami as ami_mod
+from sipprov import files as files_mod
+from sipprov import render as render_mod
+from sipprov import snapshot as snapshot_mod
+from sipprov.sql import config_state
+
+from .stats import summary
+
+
+class ApplyTrace:
+    def __init__(self) -> None:
+        self.applies: list[dict[str, float]] = []
+        self._current: dict[str, float] | None = None
+
+    def _add(self, step: str, seconds: float) -> None:
+        if self._current is not None:
+            self._current[step] = self._current.get(step, 0.0) + seconds
+
+    def summary(self) -> dict[str, Any]:
+        steps: set[str] = set()
+        for a in self.applies:
+            steps.update(a)
+        return {
+            "applies": len(self.applies),
+            "steps_s": {s: summary((a.get(s, 0.0) for a in self.applies), 4) for s in sorted(steps)},
+        }
+
+
+def _wrap_async(trace: ApplyTrace, step: Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            trace._add(step(*args, **kwargs), time.perf_counter() - t)
+    return wrapper
+
+
+def _wrap_sync(trace: ApplyTrace, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    # runs in a worker thread (asyncio.to_thread); the apply in progress is still ours
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            trace._add(name, time.perf_counter() - t)
+    return wrapper
+
+
+@contextlib.contextmanager
+def traced() -> Iterator[ApplyTrace]:
+    trace = ApplyTrace()
+    A = applier_mod.Applier
+    originals: list[tuple[Any, str, Any]] = []
+
+    def patch(obj: Any, attr: str, new: Any) -> None:
+        originals.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, new)
+
+    orig_apply = A._apply_locked
+
+    @functools.wraps(orig_apply)
+    async def apply_locked(self: Any, force: bool) -> Any:
+        trace._current = {}
+        t = time.perf_counter()
+        try:
+            return await orig_apply(self, force)
+        finally:
+            rec = trace._current
+            rec["total"] = time.perf_counter() - t
+            trace.applies.append(rec)
+            trace._current = None
+
+    patch(A, "_apply_locked", apply_locked)
+    patch(A, "_lock", _wrap_async(trace, lambda *a, **k: "db_lock", A._lock))
+    patch(A, "_verify", _wrap_async(trace, lambda *a, **k: "verify", A._verify))
+    patch(snapshot_mod, "load", _wrap_async(trace, lambda *a, **k: "snapshot", snapshot_mod.load))
+    patch(config_state, "mark_applied",
+          _wrap_async(trace, lambda *a, **k: "mark_applied", config_state.mark_applied))
+    patch(render_mod, "render", _wrap_sync(trace, "render", render_mod.render))
+    patch(files_mod, "write_changed", _wrap_sync(trace, "write_files", files_mod.write_changed))
+    patch(files_mod, "keep_good", _wrap_sync(trace, "keep_good", files_mod.keep_good))
+    C = ami_mod.AmiClient
+    patch(C, "reload", _wrap_async(trace, lambda self, module: f"reload {module}", C.reload))
+    try:
+        yield trace
+    finally:
+        for obj, attr, old in reversed(originals):
+            setattr(obj, attr, old)
