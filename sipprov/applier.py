@@ -52,17 +52,18 @@ log = logging.getLogger(__name__)
 AmiFactory = Callable[[], AmiClient]
 
 # Coalescing. A change waits for debounce_ms of quiet, so a lone create is applied at
-# once. More than SMALL_BATCH changes within BURST_HORIZON_S mean a burst: then quiet
+# once. More than SMALL_BATCH changes within BURST_HORIZON_S (two creates less than a
+# second apart: a script or a bulk job, not a person) mean a burst: then quiet
 # means no change for BURST_QUIET_S (gaps inside a busy burst are often longer than
-# debounce_ms), and the wait is bounded by the burst window, which grows (1, 4, 16,
+# debounce_ms), and the wait is bounded by the burst window, which grows (2, 10, 50,
 # 60 s) for as long as bursts keep hitting it and falls back to BURST_WINDOW_S once a
 # wait ends in quiet. So 1,000 creates give a handful of applies, and the end of any
 # burst is applied about BURST_QUIET_S after its last change.
-SMALL_BATCH = 3
-BURST_HORIZON_S = 2.0
+SMALL_BATCH = 1
+BURST_HORIZON_S = 1.0
 BURST_QUIET_S = 1.0
-BURST_WINDOW_S = 1.0
-BURST_GROWTH = 4.0
+BURST_WINDOW_S = 2.0
+BURST_GROWTH = 5.0
 BURST_WINDOW_MAX_S = 60.0
 # Up to this many added/changed/removed endpoints are checked one by one
 # (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead.
@@ -72,8 +73,8 @@ VERIFY_QUEUES_ONE_BY_ONE_MAX = 20
 # The LISTEN connection also reads the config version this often: a health check of
 # the connection and a safety net for a missed NOTIFY.
 LISTEN_CHECK_S = 5.0
-# After a rejected reload or a failed verification, retry on the next change or after
-# this long (a rejection is rarely cured by retrying at once).
+# After a rejected reload (or a refused value), retry on the next change or after this
+# long: a rejection is rarely cured by retrying at once, and each retry reloads.
 REJECTED_RETRY_S = 60.0
 # How long to wait for another process's apply to finish.
 APPLY_LOCK_TIMEOUT_S = 120.0
@@ -90,9 +91,14 @@ class Unavailable(ApplyError):
     """Asterisk (AMI) or PostgreSQL cannot be reached: retry with backoff."""
 
 
+class NotVerified(ApplyError):
+    """Reloaded, but Asterisk does not show what was rendered (or could not be asked):
+    retried with backoff; a retry without new changes only verifies again (cheap)."""
+
+
 class Rejected(ApplyError):
-    """Asterisk refused the reload, the verification failed, or the render refused a
-    value: recorded, retried on the next change or later."""
+    """Asterisk refused the reload, or the render refused a value: recorded, retried on
+    the next change or after REJECTED_RETRY_S (a retry writes and reloads again)."""
 
 
 @dataclass
@@ -350,7 +356,7 @@ class Applier:
             try:
                 await self.apply_once()
                 failures = 0
-            except Unavailable as exc:
+            except (Unavailable, NotVerified) as exc:
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning("apply deferred, retrying in %.1f s: %s", delay, exc)
@@ -572,7 +578,7 @@ class Applier:
             reloaded.append(module)
         if self.cfg.applier.verify:
             t = time.monotonic()
-            await self._verify(ami, snap, reloaded, force)
+            await self._verify(ami, snap, force)
             phases["verify"] = self._ms(t)
         self._set_verified(snap)
         await self._in_thread(files_mod.keep_good, self.directory, render_mod.FILES)
@@ -630,6 +636,14 @@ class Applier:
             raise Unavailable(str(exc)) from exc
         except OSError as exc:
             raise Unavailable(f"AMI: {exc}") from exc
+        try:
+            # AMI answers while Asterisk still boots; a reload then is only queued and
+            # queries are refused ("Permission denied"): wait for the end of the boot.
+            await client.command("core waitfullybooted")
+        except AmiError as exc:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise Unavailable(f"Asterisk is not fully booted: {exc}") from exc
         self._ami = client
         try:
             self._asterisk_version = await client.version()
@@ -647,17 +661,16 @@ class Applier:
 
     # ------------------------------------------------------------------ verify
 
-    async def _verify(self, ami: AmiClient, snap: Snapshot, reloaded: list[str],
-                      force: bool) -> None:
+    async def _verify(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
+        # Against what was last verified, not against this attempt's reloads: a retry
+        # after a failed verification reloads nothing but must still verify.
         try:
-            if force or "res_pjsip.so" in reloaded or self._verified_agents is None:
-                await self._verify_endpoints(ami, snap, force)
-            if force or "app_queue.so" in reloaded or self._verified_queues is None:
-                await self._verify_queues(ami, snap, force)
+            await self._verify_endpoints(ami, snap, force)
+            await self._verify_queues(ami, snap, force)
         except AmiError as exc:
             if not ami.connected:
                 raise Unavailable(str(exc)) from exc
-            raise Rejected(f"verification: {exc}") from exc
+            raise NotVerified(f"verification: {exc}") from exc
 
     async def _verify_endpoints(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
         current = {a.extension: a for a in snap.agents}
@@ -686,7 +699,7 @@ class Applier:
             problems.append(f"{len(still)} removed endpoint(s) still in Asterisk "
                             f"(e.g. {', '.join(map(str, still[:5]))})")
         if problems:
-            raise Rejected("verification: " + "; ".join(problems))
+            raise NotVerified("verification: " + "; ".join(problems))
 
     async def _verify_queues(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
         current = {q.name: q for q in snap.queues}
@@ -722,7 +735,7 @@ class Applier:
             if status.get(name):
                 problems.append(f"removed queue {name} still has members")
         if problems:
-            raise Rejected("verification: " + "; ".join(problems))
+            raise NotVerified("verification: " + "; ".join(problems))
 
     def _set_verified(self, snap: Snapshot) -> None:
         self._verified_agents = {a.extension: a for a in snap.agents}

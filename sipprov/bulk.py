@@ -258,13 +258,13 @@ class _Importer:
     """Everything between BEGIN and COMMIT for one file (steps 3-5 of the docstring)."""
 
     def __init__(self, conn: asyncpg.Connection, cfg: Config, opts: ImportOptions,
-                 rows: list[agentcsv.CsvRow], columns: tuple[str, ...], source: str):
+                 rows: list[agentcsv.CsvRow], source: str):
         self.conn = conn
         self.cfg = cfg
         self.opts = opts
-        self.columns = columns
         self.source = source
-        self.rows = [_Row(r, RowResult(r.line, "create")) for r in rows]
+        self.rows = [_Row(r, RowResult(r.line, "create", login=r.cells.get("login", "").strip() or None))
+                     for r in rows]
         self.progress = _Progresses(opts)
         self.secrets: dict[int, _Secret] = {}   # by line
         self.to_hash: list[tuple[int, str]] = []
@@ -346,9 +346,8 @@ class _Importer:
 
     async def _validate_create(self, row: _Row) -> None:
         """The create rules of agents.create_agent that need no database write."""
-        cells = {col: cell for col, cell in row.csv.cells.items()}
         data: dict[str, Any] = {}
-        for col, cell in cells.items():
+        for col, cell in row.csv.cells.items():
             value = cell if col in agentcsv.SECRET_COLUMNS else cell.strip()
             if not value:
                 continue
@@ -748,7 +747,7 @@ async def import_file(pool: asyncpg.Pool, cfg: Config, path: Path | str,
                 if defs is not None:
                     report.definitions_created = (
                         await definitions.import_definitions(conn, cfg, defs, opts.actor)).created
-                importer = _Importer(conn, cfg, opts, parsed.rows, parsed.columns, path.name)
+                importer = _Importer(conn, cfg, opts, parsed.rows, path.name)
                 t = time.monotonic()
                 await importer.match_and_validate()
                 report.timings["validate"] = time.monotonic() - t

@@ -12,7 +12,6 @@ meanwhile (an admin's later change wins).
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -23,8 +22,6 @@ import asyncpg
 
 from . import passwords
 from .sql import bulk as sql
-
-log = logging.getLogger(__name__)
 
 CHUNK = 25
 # Below this many, the pool's start-up costs more than it saves.
@@ -38,13 +35,16 @@ class HashResult:
     skipped: int
 
 
-def _hash_chunk(secrets: Sequence[str], scheme: str) -> list[str]:
-    """Runs in a worker process."""
-    return [passwords.hash_web_password_sync(s, scheme) for s in secrets]
+def _hash_chunk(plaintexts: Sequence[str], scheme: str) -> list[str]:
+    """Runs in a worker process (the passwords travel over its pipe, never to disk)."""
+    return [passwords.hash_web_password_sync(p, scheme) for p in plaintexts]
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 async def hash_and_store(
@@ -93,5 +93,5 @@ async def hash_and_store(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        executor.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
     return HashResult(stored, len(items) - stored)

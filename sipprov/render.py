@@ -64,6 +64,13 @@ _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}")
 _CODEC = re.compile(r"[a-z0-9_]{1,32}")
 # Section names app_queue / pbx_config treat specially.
 _RESERVED_SECTIONS = frozenset({"general", "globals"})
+# Asterisk's config parser (main/config.c) skips a line of 8,192 bytes or more and keeps
+# a section name in `char name[80]` (contexts: AST_MAX_CONTEXT, 80): a longer value
+# would be dropped or cut silently. One value per line, at most 4 bytes per character.
+MAX_VALUE_CHARS = 1024
+MAX_SECTION_BYTES = 79
+# The outbound context also names `<outbound_context>-dial`.
+_DIAL_SUFFIX = "-dial"
 
 
 class UnsafeValueError(ValueError):
@@ -79,6 +86,8 @@ class Trusted(str):
 
 
 def _check_text(value: str) -> str:
+    if len(value) > MAX_VALUE_CHARS:
+        raise UnsafeValueError(f"value is longer than {MAX_VALUE_CHARS} characters")
     if _UNSAFE.search(value):
         raise UnsafeValueError(
             "value contains a line break, control character or one of \" # ; [ ] \\ $ < >"
@@ -95,7 +104,7 @@ def finalize(value: Any) -> str:
     kind = type(value)
     if kind is str:
         # fast path (hundreds of thousands of calls per render of 10,000 agents)
-        if value.isascii() and _UNSAFE.search(value) is None:
+        if value.isascii() and len(value) <= MAX_VALUE_CHARS and _UNSAFE.search(value) is None:
             return value
         return _check_text(value)
     if kind is bool:
@@ -105,6 +114,8 @@ def finalize(value: Any) -> str:
     if isinstance(value, Trusted):
         if _UNSAFE_TRUSTED.search(value):
             raise UnsafeValueError("configured value contains a line break, control character or ';'")
+        if len(value) > MAX_VALUE_CHARS:
+            raise UnsafeValueError(f"configured value is longer than {MAX_VALUE_CHARS} characters")
         return str(value)
     if isinstance(value, str):
         return _check_text(str(value))
@@ -131,7 +142,7 @@ def _f_last_arg(value: Any) -> str:
 def _f_section(value: Any) -> str:
     """A section name taken from data (queue names)."""
     text = _f_arg(value)
-    if not text or text != text.strip() or len(text) > 80:
+    if not text or text != text.strip() or len(text.encode("utf-8")) > MAX_SECTION_BYTES:
         raise UnsafeValueError("section name is empty, too long or has outer whitespace")
     if text.lower() in _RESERVED_SECTIONS:
         raise UnsafeValueError(f"section name {text!r} is reserved")
@@ -202,6 +213,12 @@ class Settings:
             raise UnsafeValueError("asterisk contexts may not be 'general' or 'globals'")
         if ast.internal_context == ast.outbound_context:
             raise UnsafeValueError("asterisk.internal_context and outbound_context must differ")
+        if len(ast.internal_context) > MAX_SECTION_BYTES or (
+            len(ast.outbound_context) + len(_DIAL_SUFFIX) > MAX_SECTION_BYTES
+        ):
+            raise UnsafeValueError(
+                f"asterisk.internal_context may have at most {MAX_SECTION_BYTES} characters, "
+                f"outbound_context {MAX_SECTION_BYTES - len(_DIAL_SUFFIX)}")
         if not ast.codecs or not all(_CODEC.fullmatch(c) for c in ast.codecs):
             raise UnsafeValueError("asterisk.codecs must be a non-empty list of codec names")
         for name in ("max_contacts", "ring_timeout_s"):

@@ -48,6 +48,13 @@ class ConfFile:
         return [s for s in self.sections if s.name == name]
 
 
+# What Asterisk's ast_strip() strips (ast_skip_blanks/ast_trim_blanks in strings.h):
+# every byte below 33, i.e. space and the ASCII control characters. Python's str.strip()
+# would also strip Unicode spaces (U+00A0, U+3000, U+2028, ...), which Asterisk keeps as
+# part of the value.
+_C_SPACE = "".join(chr(c) for c in range(33))
+
+
 def _strip_comments(line: str, in_block: bool) -> tuple[str, bool]:
     """Remove `;` comments and `;-- --;` block comments; keep `\\;` as a literal `;`."""
     out = []
@@ -85,7 +92,7 @@ def parse(text: str) -> ConfFile:
     # any other line separator so a test notices it.
     for lineno, raw in enumerate(text.split("\n"), 1):
         line, in_block = _strip_comments(raw, in_block)
-        line = line.strip(" \t\r\v\f")  # C isspace(), as ast_strip()
+        line = line.strip(_C_SPACE)  # as ast_strip()
         if not line:
             continue
         if line.startswith("#"):
@@ -96,7 +103,7 @@ def parse(text: str) -> ConfFile:
             if end < 0:
                 raise ConfSyntaxError(f"line {lineno}: unterminated section header")
             name = line[1:end]
-            rest = line[end + 1 :].strip()
+            rest = line[end + 1 :].strip(_C_SPACE)
             options = ""
             if rest:
                 if not (rest.startswith("(") and rest.endswith(")")):
@@ -107,13 +114,13 @@ def parse(text: str) -> ConfFile:
         eq = line.find("=")
         if eq < 0:
             raise ConfSyntaxError(f"line {lineno}: no '=' in {line!r}")
-        key = line[:eq].strip()
+        key = line[:eq].strip(_C_SPACE)
         op = "="
         value = line[eq + 1 :]
         if value.startswith(">"):
             op = "=>"
             value = value[1:]
-        value = value.strip()
+        value = value.strip(_C_SPACE)
         if not key:
             raise ConfSyntaxError(f"line {lineno}: empty key")
         (sections[-1].items if sections else preamble).append((key, op, value))

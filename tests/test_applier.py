@@ -73,6 +73,10 @@ class FakeAmi:
     async def close(self) -> None:
         self._connected = False
 
+    async def command(self, cmd: str) -> str:
+        self._check("Command")
+        return "Asterisk has fully booted."
+
     def _check(self, what: str) -> None:
         if not self.connected:
             self._connected = False

@@ -16,14 +16,13 @@ import copy
 import csv
 import dataclasses
 import hashlib
-import io
 import logging
 import os
 import stat
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 import asyncpg
 import pytest
@@ -629,7 +628,12 @@ async def test_bench_import_10000_until_registrable(pbx, pbx_config: Config, db_
     """Printed, not asserted beyond correctness: 10,000 rows from CSV until Asterisk has
     them (the CLI's own apply, no service), then a sample registers. Web hashing, which
     comes after and does not delay registration, is left out (see the 10,000-row
-    database bench for its estimate)."""
+    database bench for its estimate).
+
+    Without queue memberships, like DESIGN.md's reload measurements: with ~10,000 or
+    more static queue members, Asterisk itself stops answering REGISTERs for tens of
+    seconds after the reload (app_queue device-state churn; measured, reported to the
+    lead) - that is the applier's and Asterisk's cost, not the import's."""
     from sipprov import sipp
 
     async def no_hash(pool, items, scheme, **kw):
@@ -644,7 +648,10 @@ async def test_bench_import_10000_until_registrable(pbx, pbx_config: Config, db_
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
         await setup_directory(pool, cfg)
-        path = write_csv(tmp_path / "bench.csv", make_rows(10_000))
+        rows = make_rows(10_000)
+        for row in rows:
+            row["queues"] = ""
+        path = write_csv(tmp_path / "bench.csv", rows)
         t0 = time.monotonic()
         report = await bulk.import_file(pool, cfg, path, opts(wait=True, wait_timeout=300))
         elapsed = time.monotonic() - t0
@@ -653,9 +660,6 @@ async def test_bench_import_10000_until_registrable(pbx, pbx_config: Config, db_
         assert len([e for e in loaded if e.isdigit() and int(e) >= 10000]) == 10_000
         creds = read_csv(tmp_path / "bench.credentials.csv")
         sample = creds[::50]
-        one = await sipp.register("127.0.0.1", cfg.pbx.sip_port, sample[0]["sip_username"],
-                                  sample[0]["sip_password"])
-        print("\nONE", one, cfg.pbx.sip_port, cfg.asterisk.sip_server)
         t1 = time.monotonic()
         result = await sipp.register_many("127.0.0.1", cfg.pbx.sip_port,
                                           [(c["sip_username"], c["sip_password"]) for c in sample],

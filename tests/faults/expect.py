@@ -32,13 +32,24 @@ class ExpectedSection:
     items: list[Item]
 
 
+def _text(value: object) -> str:
+    """A scalar as the renderer writes it (render.finalize): booleans as yes/no,
+    integers in decimal, text as it is."""
+    if type(value) is bool:
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _yn(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+_AST_BLANKS = "".join(chr(c) for c in range(33))
+
+
 def _strip(value: str) -> str:
-    # Asterisk strips a value with ast_strip() (C isspace() in the C locale).
-    return value.strip(" \t\r\v\f\n")
+    # Asterisk strips a value with ast_strip(): every byte below 33.
+    return value.strip(_AST_BLANKS)
 
 
 def expected_pjsip(agents: list[AgentConf], s: render_mod.Settings) -> list[ExpectedSection]:
@@ -58,7 +69,7 @@ def expected_pjsip(agents: list[AgentConf], s: render_mod.Settings) -> list[Expe
             ("rewrite_contact", "=", _yn(s.rewrite_contact)),
             ("auth", "=", ext),
             ("aors", "=", ext),
-            ("callerid", "=", f'"{a.caller_id_name}" <{ext}>'),
+            ("callerid", "=", f'"{_text(a.caller_id_name)}" <{ext}>'),
             ("set_var", "=", f"SIPPROV_MUTE_MIC={_yn(a.mute_mic)}"),
             ("set_var", "=", f"SIPPROV_AUTOLOGIN={_yn(a.autologin_phone)}"),
         ]
@@ -68,7 +79,7 @@ def expected_pjsip(agents: list[AgentConf], s: render_mod.Settings) -> list[Expe
             ("type", "=", "auth"),
             ("auth_type", "=", "digest"),
             ("username", "=", ext),
-            ("realm", "=", _strip(a.realm or s.realm)),
+            ("realm", "=", _strip(_text(a.realm or s.realm))),
             ("password_digest", "=", f"MD5:{a.ha1_md5}"),
         ]
         if s.sha256 and a.ha1_sha256:
@@ -93,7 +104,7 @@ def expected_queues(queues: list[QueueConf]) -> list[ExpectedSection]:
         items: list[Item] = [("strategy", "=", q.strategy), ("ringinuse", "=", "no")]
         for m in sorted(q.members, key=lambda m: (m.extension, m.penalty)):
             items.append(("member", "=>",
-                          _strip(f"PJSIP/{m.extension},{m.penalty},{m.caller_id_name}")))
+                          _strip(f"PJSIP/{m.extension},{m.penalty},{_text(m.caller_id_name)}")))
         out.append(ExpectedSection(q.name, items))
     return out
 
