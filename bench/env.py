@@ -175,6 +175,11 @@ def start_pbx(cfg: Config) -> pbx_mod.PbxStatus:
     return pbx_mod.status(cfg)
 
 
+def restart_pbx(cfg: Config) -> pbx_mod.PbxStatus:
+    pbx_mod.stop(cfg)
+    return start_pbx(cfg)
+
+
 def stop_pbx(cfg: Config) -> None:
     try:
         pbx_mod.stop(cfg)

@@ -101,6 +101,16 @@ def check_prerequisites() -> str | None:
 # ----------------------------------------------------------------------------- the run
 
 
+async def fresh_asterisk(cfg: Any, why: str) -> Any:
+    """Restart the bench's Asterisk clean (empty generated files, no astdb) and return a
+    new AMI client: every floor and every phase starts from the same state, because
+    Asterisk's reloads get slower over its first reloads of a big config (see
+    docs/benchmarks.md) and a phase must not pay for the previous one's objects."""
+    env.stage(f"fresh Asterisk for {why}")
+    await asyncio.to_thread(env.restart_pbx, cfg)
+    return await env.ami_client(cfg)
+
+
 async def run_phases(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp: Path,
                      results: dict[str, Any], profiles: Profiles) -> None:
     rng = random.Random(args.seed)
@@ -111,21 +121,25 @@ async def run_phases(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp: 
         results["versions"] = machine.versions(await ami.version(), await pg.version())
         env.stage(f"Asterisk {results['versions']['asterisk']}, PostgreSQL "
                   f"{results['versions']['postgresql']}, SIPp {results['versions']['sipp']}")
-        results["floor"] = await floor.measure_all(cfg, ami, ns, args.floor_reloads)
-
+        results["floor"] = {}
         import_done = args.import_rows == 0
-        phases = list(ns)
-        if not import_done and args.import_rows not in ns:
-            phases.append(-args.import_rows)  # an extra phase for the import alone
-        for phase in phases:
-            if phase < 0:
-                await import_only_phase(args, cfg, pg, tmp, ami, results, profiles, rng)
-                continue
-            n = phase
+        for n in ns:
+            await ami.close()
+            ami = await fresh_asterisk(cfg, f"the floor at N={n}")
+            env.stage(f"floor N={n}: writing {n} endpoints, first load, then "
+                      f"{args.floor_reloads} reloads (one endpoint more each)")
+            results["floor"][str(n)] = await floor.measure(cfg, ami, n, args.floor_reloads,
+                                                           machine_pid(cfg))
+            await ami.close()
+            ami = await fresh_asterisk(cfg, f"the phase N={n}")
             use_import = (not import_done) and n == args.import_rows
             await agents_phase(args, cfg, pg, tmp, ami, results, profiles, rng, n,
                                n == largest, use_import)
             import_done = import_done or use_import
+        if not import_done:
+            await ami.close()
+            ami = await fresh_asterisk(cfg, f"the import of {args.import_rows}")
+            await import_only_phase(args, cfg, pg, tmp, ami, results, profiles, rng)
     finally:
         await ami.close()
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import asyncpg
 
-from . import audit, extensions, naming, passwords, validation
+from . import agentrules, audit, extensions, naming, passwords, validation
+from .agentrules import MANUAL_DIAL_CAMPAIGN
 from .config import Config
 from .errors import AuthError, ConflictError, NotFoundError, ValidationError
 from .models import (
@@ -37,7 +38,6 @@ from .models import (
     AgentUpdate,
     LoginResult,
     Page,
-    QueueAssignment,
     SipCredentials,
 )
 from .sql import agents as sql
@@ -48,7 +48,6 @@ from .sql.constraints import conflict_from
 
 log = logging.getLogger(__name__)
 
-MANUAL_DIAL_CAMPAIGN = 999999
 LOGIN_ATTEMPTS = 50
 SEARCH_LIMIT_MAX = 500
 
@@ -76,26 +75,6 @@ ASTERISK_COLUMNS = frozenset(
     }
 )
 
-# API field -> stored column, where they differ.
-_COLUMN_OF = {"caller_id": "caller_id_name"}
-# Fields copied as they are (API name == column name) on create and update.
-_PLAIN_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "is_agent",
-    "outbound_allowed",
-    "outbound_mode",
-    "outbound_number",
-    "manual_dial_any",
-    "force_password_change",
-    "mute_mic",
-    "autologin_phone",
-    "sender_email",
-    "sms_box",
-    "priority",
-)
 
 
 # --- reading -------------------------------------------------------------------------
@@ -103,7 +82,8 @@ _PLAIN_FIELDS = (
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
-def _agent_from_row(row: asyncpg.Record) -> Agent:
+def agent_from_row(row: asyncpg.Record) -> Agent:
+    """An Agent from a row of sql/agents.py AGENT_SELECT (what every read returns)."""
     avatar = (
         f"/api/v1/agents/{row['id']}/avatar" if row["has_avatar"] else naming.gravatar_url(row["email"])
     )
@@ -147,7 +127,7 @@ async def get_agent(conn: Conn, agent_id: int) -> Agent:
     row = await sql.get(conn, agent_id)
     if row is None:
         raise NotFoundError(f"agent {agent_id} not found", "id")
-    return _agent_from_row(row)
+    return agent_from_row(row)
 
 
 async def find_agent(conn: Conn, login_or_email: str) -> Agent | None:
@@ -155,7 +135,7 @@ async def find_agent(conn: Conn, login_or_email: str) -> Agent | None:
     if not isinstance(login_or_email, str) or "\x00" in login_or_email:
         return None
     row = await sql.find(conn, login_or_email)
-    return None if row is None else _agent_from_row(row)
+    return None if row is None else agent_from_row(row)
 
 
 def _encode_cursor(row: asyncpg.Record) -> str:
@@ -211,83 +191,12 @@ async def search_agents(
         after=after,
         limit=limit + 1,
     )
-    items = [_agent_from_row(r) for r in rows[:limit]]
+    items = [agent_from_row(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=items, next=next_cursor)
 
 
-# --- shared rule helpers -------------------------------------------------------------
-
-
-def _no_sip_reason(role: asyncpg.Record) -> str:
-    if not role["sip_allowed"]:
-        return f"role {role['name']} has no SIP account"
-    return "only agents (is_agent true) get a SIP account"
-
-
-async def _role(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
-    row = await dir_sql.share_role(conn, name)
-    if row is None:
-        raise ValidationError(f"role: unknown role {name}", "role")
-    return row
-
-
-async def _account_type_id(conn: asyncpg.Connection, name: str) -> int:
-    """Resolve the type and enforce its licence limit for one more user.
-
-    Must run inside the transaction that inserts (or moves) the user: see
-    sql/directory.py for the locking that makes the count exact under concurrency.
-    """
-    row = await dir_sql.share_account_type(conn, name)
-    if row is None:
-        raise ValidationError(f"account_type: unknown account type {name}", "account_type")
-    if row["max_users"] is not None:
-        await dir_sql.licence_lock(conn, row["id"])
-        used = await dir_sql.count_users_of_type(conn, row["id"])
-        if used >= row["max_users"]:
-            raise ConflictError(
-                f"account_type: the licence of {row['name']} allows {row['max_users']} users"
-                f" and all are in use",
-                "account_type",
-                "licence_limit",
-            )
-    return row["id"]
-
-
-async def _department_id(conn: asyncpg.Connection, name: str | None) -> int | None:
-    if name is None:
-        return None
-    row = await dir_sql.get_department(conn, name)
-    if row is None:
-        raise ValidationError(f"department: unknown department {name}", "department")
-    return row["id"]
-
-
-async def _ticket_queue(conn: asyncpg.Connection, name: str | None) -> str | None:
-    if name is None:
-        return None
-    row = await queue_sql.get(conn, name)
-    if row is None or row["kind"] != "ticket":
-        raise ValidationError(
-            f"default_ticket_queue: {name} is not a ticket queue", "default_ticket_queue"
-        )
-    return row["name"]
-
-
-async def _resolve_queues(
-    conn: asyncpg.Connection, items: list[QueueAssignment]
-) -> list[tuple[int, str, int | None]]:
-    """[(queue_id, kind, penalty override)] in the order given; unknown names refused."""
-    if not items:
-        return []
-    found = {r["name"].lower(): r for r in await queue_sql.by_names(conn, [i.name for i in items])}
-    out = []
-    for index, item in enumerate(items):
-        row = found.get(item.name.lower())
-        if row is None:
-            raise ValidationError(f"queues.{index}.name: unknown queue {item.name}", f"queues.{index}.name")
-        out.append((row["id"], row["kind"], item.penalty))
-    return out
+# --- create --------------------------------------------------------------------------
 
 
 async def _insert_user(
@@ -320,159 +229,68 @@ async def _insert_user(
     raise ConflictError(f"login: no free login found for {base}", "login", "login_taken")
 
 
-def _sip_credentials(cfg: Config, extension: int, password: str) -> SipCredentials:
-    return SipCredentials(
-        username=str(extension),
-        password=password,
-        realm=cfg.asterisk.sip_realm,
-        server=cfg.asterisk.sip_server,
-    )
-
-
-def _sip_columns(cfg: Config, extension: int, password: str) -> dict[str, Any]:
-    digests = passwords.sip_digests(str(extension), cfg.asterisk.sip_realm, password)
-    return {"sip_ha1_md5": digests.md5, "sip_ha1_sha256": digests.sha256, "sip_realm": digests.realm}
-
-
-_NO_SIP_COLUMNS = {"extension": None, "sip_ha1_md5": None, "sip_ha1_sha256": None, "sip_realm": None}
-
-
-# --- create --------------------------------------------------------------------------
-
-
-def _check_create(data: AgentCreate, role: asyncpg.Record, can_sip: bool) -> None:
-    """Rules that depend only on the input and the role."""
-    if not can_sip:
-        reason = _no_sip_reason(role)
-        if data.extension is not None:
-            raise validation.Refused("extension", reason)
-        if data.sip_password is not None:
-            raise validation.Refused("sip_password", reason)
-        if data.queues:
-            raise validation.Refused("queues", f"{reason}, so no queue memberships")
-        if data.manual_dial_any:
-            raise validation.Refused("manual_dial_any", reason)
-    if not role["web_login"]:
-        reason = f"role {role['name']} has no web login"
-        if data.password is not None:
-            raise validation.Refused("password", reason)
-        if data.force_password_change:
-            raise validation.Refused("force_password_change", reason)
-        if data.send_credentials:
-            raise validation.Refused(
-                "send_credentials", f"credentials are never e-mailed for role {role['name']} (no web login)"
-            )
-
-
 async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor: str) -> AgentCreated:
     """Create a user; generated passwords are in the result, once.
 
     Raises ValidationError (input/rule, field named), ConflictError (login/e-mail/
     extension taken, licence_limit, extension_pool_exhausted).
     """
-    sec = cfg.security
-    role = await dir_sql.role_flags(pool, data.role)
-    if role is None:
-        raise ValidationError(f"role: unknown role {data.role}", "role")
-    can_sip = role["sip_allowed"] and data.is_agent
-    _check_create(data, role, can_sip)
-    base_login = data.login or naming.derive_login(data.first_name, data.last_name)
-
-    web_password = generated_web = password_hash = None
-    if role["web_login"]:
-        if data.password is None:
-            web_password = generated_web = passwords.generate_web_password()
-        else:
-            web_password = passwords.check_web_password(
-                data.password, min_length=sec.web_password_min_length, login=base_login, email=data.email
-            )
-        password_hash = await passwords.hash_web_password(web_password, sec.web_hash_scheme)
-
-    caller_id = data.caller_id or naming.default_caller_id_name(data.first_name, data.last_name)
-    chat_name = data.chat_name or validation.chat_name(
-        naming.default_chat_name(data.first_name, data.last_name)
-    )
+    role = await agentrules.role_flags(pool, data.role)
+    plan = agentrules.plan_create(cfg, data, role)
+    password_hash = None
+    if plan.web_password is not None:
+        password_hash = await passwords.hash_web_password(plan.web_password, cfg.security.web_hash_scheme)
 
     async with pool.acquire() as conn:
         async with conn.transaction():
-            locked_role = await _role(conn, data.role)
+            locked_role = await agentrules.share_role(conn, data.role)
             flags = ("sip_allowed", "web_login")
             if [locked_role[f] for f in flags] != [role[f] for f in flags]:
                 raise ConflictError(f"role: role {data.role} changed meanwhile; try again", "role")
-            type_id = await _account_type_id(conn, data.account_type)
-            department_id = await _department_id(conn, data.department)
-            ticket_queue = await _ticket_queue(conn, data.default_ticket_queue)
-            memberships = await _resolve_queues(conn, data.queues)
+            type_id = await agentrules.account_type_id(conn, data.account_type)
+            department_id = await agentrules.department_id(conn, data.department)
+            ticket_queue = await agentrules.ticket_queue(conn, data.default_ticket_queue)
+            memberships = await agentrules.resolve_queues(conn, data.queues)
             user_id = await sql.next_id(conn)
 
-            values: dict[str, Any] = {name: getattr(data, name) for name in _PLAIN_FIELDS}
-            values.update(
-                id=user_id,
-                department_id=department_id,
-                role_id=role["id"],
-                account_type_id=type_id,
-                caller_id_name=caller_id or base_login[: validation.CALLER_ID_MAX],
-                chat_name=chat_name,
-                default_ticket_queue=ticket_queue,
-                web_password_hash=password_hash,
-                created_by=actor,
-                updated_by=actor,
-                **_NO_SIP_COLUMNS,
-            )
-            if not role["web_login"]:
-                values["force_password_change"] = False
-
-            sip = None
-            if can_sip:
+            sip = extension = sip_password = None
+            if plan.can_sip:
                 owner = extensions.user_owner(user_id)
                 if data.extension is not None:
                     extension = await extensions.allocate_exact(conn, cfg.extensions, data.extension, owner)
                 else:
                     extension = await extensions.allocate(conn, cfg.extensions, owner)
-                if data.sip_password is not None:
-                    sip_password = passwords.check_sip_password(
-                        data.sip_password,
-                        min_length=sec.sip_password_min_length,
-                        username=str(extension),
-                        login=base_login,
-                    )
-                else:
-                    sip_password = passwords.generate_sip_password()
-                values["extension"] = extension
-                values.update(_sip_columns(cfg, extension, sip_password))
-                sip = _sip_credentials(cfg, extension, sip_password)
+                sip_password = plan.sip_password(cfg, extension, plan.base_login)
+                sip = agentrules.sip_credentials(cfg, extension, sip_password)
+            values = plan.user_values(
+                cfg,
+                user_id=user_id,
+                login=None,  # _insert_user chooses it
+                department_id=department_id,
+                account_type_id=type_id,
+                ticket_queue=ticket_queue,
+                web_password_hash=password_hash,
+                actor=actor,
+                extension=extension,
+                sip_password=sip_password,
+            )
 
-            login = await _insert_user(conn, values, data.login, base_login)
-            if data.password is not None and data.password.lower() == login.lower():
-                raise validation.Refused("password", "must not be the login or the e-mail address")
+            login = await _insert_user(conn, values, data.login, plan.base_login)
+            plan.check_login(login)
 
             if memberships:
                 await queue_sql.replace_user_memberships(
                     conn, user_id, [m[0] for m in memberships], [m[2] for m in memberships]
                 )
-            if can_sip and data.manual_dial_any:
+            if plan.manual_dial:
                 await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, user_id)
 
-            await audit.record(
-                conn,
-                actor,
-                "create",
-                "agent",
-                user_id,
-                {
-                    "login": login,
-                    "email": data.email,
-                    "role": role["name"],
-                    "extension": values["extension"],
-                    "queues": [q.name for q in data.queues],
-                    "web_generated": generated_web is not None,
-                    "sip_generated": can_sip and data.sip_password is None,
-                },
-            )
-            agent = _agent_from_row(await sql.get(conn, user_id))
-            version = await config_state.bump(conn) if can_sip else None
+            await audit.record(conn, actor, "create", "agent", user_id, plan.audit_details(login, extension))
+            agent = agent_from_row(await sql.get(conn, user_id))
+            version = await config_state.bump(conn) if plan.can_sip else None
 
     log.info("agent %s created (id %d, extension %s) by %s", login, user_id, agent.extension, actor)
+    generated_web = plan.web_password if plan.web_generated else None
     return AgentCreated(agent=agent, web_password=generated_web, sip=sip, config_version=version)
 
 
@@ -480,7 +298,7 @@ async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor
 
 
 async def update_agent(
-    pool: asyncpg.Pool, cfg: Config, agent_id: int, data: AgentUpdate, actor: str
+    pool: asyncpg.Pool, cfg: Config, agent_id: int, data: AgentUpdate, actor: str, *, bump: bool = True
 ) -> AgentCreated:
     """PATCH semantics: only the fields present change.
 
@@ -495,6 +313,10 @@ async def update_agent(
       queue memberships and campaign 999999.
     - A user who moves to a role with web login and has no web password gets a
       generated one (`web_password`); a role without web login clears the hash.
+
+    bump=False: a change Asterisk sees does not bump the config version; the result
+    has `bump_needed` set instead and the caller bumps once for many updates in its
+    transaction (bulk import).
     """
     changes = data.changes()
     if not changes:
@@ -506,52 +328,52 @@ async def update_agent(
             row = await sql.lock(conn, agent_id)
             if row is None:
                 raise NotFoundError(f"agent {agent_id} not found", "id")
-            role = await _role(conn, changes.get("role", row["role_name"]))
-            is_agent = changes.get("is_agent", row["is_agent"])
+            role = await agentrules.share_role(conn, changes.get("role", row["role_name"]))
             had_sip = row["extension"] is not None
-            can_sip = role["sip_allowed"] and is_agent
+            can_sip = agentrules.sip_applies(role, changes.get("is_agent", row["is_agent"]))
 
             if not can_sip:
-                reason = _no_sip_reason(role)
-                if "extension" in changes:
-                    raise validation.Refused("extension", reason)
-                if changes.get("queues"):
-                    raise validation.Refused("queues", f"{reason}, so no queue memberships")
-                if changes.get("manual_dial_any"):
-                    raise validation.Refused("manual_dial_any", reason)
+                agentrules.refuse_sip_fields(
+                    role,
+                    extension="extension" in changes,
+                    queues=bool(changes.get("queues")),
+                    manual_dial_any=bool(changes.get("manual_dial_any")),
+                )
             if not role["web_login"] and changes.get("force_password_change"):
-                raise validation.Refused("force_password_change", f"role {role['name']} has no web login")
+                raise validation.Refused("force_password_change", agentrules.no_web_login_reason(role))
 
-            new: dict[str, Any] = {name: changes[name] for name in _PLAIN_FIELDS if name in changes}
+            new: dict[str, Any] = {
+                name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
+            }
             if "login" in changes:
                 new["login"] = changes["login"]
             if "role" in changes:
                 new["role_id"] = role["id"]
             if "department" in changes:
-                new["department_id"] = await _department_id(conn, changes["department"])
+                new["department_id"] = await agentrules.department_id(conn, changes["department"])
             if "account_type" in changes:
                 current = await dir_sql.account_type_id(conn, changes["account_type"])
                 if current != row["account_type_id"]:
-                    new["account_type_id"] = await _account_type_id(conn, changes["account_type"])
+                    new["account_type_id"] = await agentrules.account_type_id(conn, changes["account_type"])
             if "default_ticket_queue" in changes:
-                new["default_ticket_queue"] = await _ticket_queue(conn, changes["default_ticket_queue"])
+                new["default_ticket_queue"] = await agentrules.ticket_queue(
+                    conn, changes["default_ticket_queue"]
+                )
 
             # Caller id and chat name: explicit, reset to default, or following the name.
             first = new.get("first_name", row["first_name"])
             last = new.get("last_name", row["last_name"])
             login_now = new.get("login", row["login"])
-            old_caller_default = (
-                naming.default_caller_id_name(row["first_name"], row["last_name"]) or row["login"]
-            )[: validation.CALLER_ID_MAX]
-            new_caller_default = (
-                naming.default_caller_id_name(first, last) or login_now
-            )[: validation.CALLER_ID_MAX]
+            old_caller_default = agentrules.default_caller_id(row["first_name"], row["last_name"], row["login"])
+            new_caller_default = agentrules.default_caller_id(first, last, login_now)
             if "caller_id" in changes:
                 new["caller_id_name"] = changes["caller_id"] or new_caller_default
             elif row["caller_id_name"] == old_caller_default:
                 new["caller_id_name"] = new_caller_default
+            # The old default as composed, not validated: a stored explicit chat name may
+            # sit beside names whose default would not be a valid chat name.
             old_chat_default = naming.default_chat_name(row["first_name"], row["last_name"])
-            new_chat_default = validation.chat_name(naming.default_chat_name(first, last))
+            new_chat_default = agentrules.default_chat_name(first, last)
             if "chat_name" in changes:
                 new["chat_name"] = changes["chat_name"] or new_chat_default
             elif row["chat_name"] == old_chat_default:
@@ -578,13 +400,13 @@ async def update_agent(
                 sip_password = passwords.generate_sip_password()
             elif had_sip and not can_sip:
                 await extensions.release(conn, row["extension"], owner)
-                new.update(_NO_SIP_COLUMNS)
+                new.update(agentrules.NO_SIP_COLUMNS)
                 new["manual_dial_any"] = False
                 extension = None
             if sip_password is not None:
                 new["extension"] = extension
-                new.update(_sip_columns(cfg, extension, sip_password))
-                sip = _sip_credentials(cfg, extension, sip_password)
+                new.update(agentrules.sip_columns(cfg, extension, sip_password))
+                sip = agentrules.sip_credentials(cfg, extension, sip_password)
 
             # Web login.
             generated_web = None
@@ -611,7 +433,7 @@ async def update_agent(
             if had_sip and not can_sip:
                 new_members = set()
             elif "queues" in changes:
-                resolved = await _resolve_queues(conn, changes["queues"])
+                resolved = await agentrules.resolve_queues(conn, changes["queues"])
                 new_members = {(qid, penalty, kind) for qid, kind, penalty in resolved}
             members_changed = new_members != old_members
             if members_changed:
@@ -622,7 +444,7 @@ async def update_agent(
             voice_members_changed = any(m[2] == "voice" for m in new_members ^ old_members)
 
             if not new and not members_changed:
-                return AgentCreated(agent=_agent_from_row(await sql.get(conn, agent_id)))
+                return AgentCreated(agent=agent_from_row(await sql.get(conn, agent_id)))
 
             if new:
                 try:
@@ -650,11 +472,17 @@ async def update_agent(
                     "web_generated": generated_web is not None,
                 },
             )
-            agent = _agent_from_row(await sql.get(conn, agent_id))
+            agent = agent_from_row(await sql.get(conn, agent_id))
             visible = (had_sip or can_sip) and (bool(set(new) & ASTERISK_COLUMNS) or voice_members_changed)
-            version = await config_state.bump(conn) if visible else None
+            version = await config_state.bump(conn) if visible and bump else None
 
-    return AgentCreated(agent=agent, web_password=generated_web, sip=sip, config_version=version)
+    return AgentCreated(
+        agent=agent,
+        web_password=generated_web,
+        sip=sip,
+        config_version=version,
+        bump_needed=visible and not bump,
+    )
 
 
 # --- delete --------------------------------------------------------------------------
@@ -703,13 +531,9 @@ async def set_web_password(
     row = await sql.get(pool, agent_id)
     if row is None:
         raise NotFoundError(f"agent {agent_id} not found", "id")
-    generated = None
-    if password is None:
-        password = generated = passwords.generate_web_password()
-    else:
-        passwords.check_web_password(
-            password, min_length=sec.web_password_min_length, login=row["login"], email=row["email"]
-        )
+    given = password
+    password = agentrules.new_web_password(cfg, given, login=row["login"], email=row["email"])
+    generated = password if given is None else None
     password_hash = await passwords.hash_web_password(password, sec.web_hash_scheme)
 
     async with pool.acquire() as conn:
@@ -719,13 +543,8 @@ async def set_web_password(
                 raise NotFoundError(f"agent {agent_id} not found", "id")
             if not locked["web_login"]:
                 raise validation.Refused("password", f"role {locked['role_name']} has no web login")
-            if generated is None:
-                passwords.check_web_password(
-                    password,
-                    min_length=sec.web_password_min_length,
-                    login=locked["login"],
-                    email=locked["email"],
-                )
+            if given is not None:  # against the login and e-mail as they are now
+                agentrules.new_web_password(cfg, given, login=locked["login"], email=locked["email"])
             await sql.set_web_password(conn, agent_id, password_hash, force_change, actor)
             await audit.record(
                 conn,
@@ -797,10 +616,20 @@ async def change_own_password(
 
 
 async def rotate_sip_password(
-    pool: asyncpg.Pool, cfg: Config, agent_id: int, password: str | None, actor: str
-) -> tuple[SipCredentials, int]:
+    pool: asyncpg.Pool,
+    cfg: Config,
+    agent_id: int,
+    password: str | None,
+    actor: str,
+    *,
+    bump: bool = True,
+) -> tuple[SipCredentials, int | None]:
     """New SIP password (generated when None): returns the credentials, once, and the
-    config version that makes Asterisk refuse the old one."""
+    config version that makes Asterisk refuse the old one.
+
+    bump=False (bulk import): no version is bumped (None is returned) and the caller
+    must bump once in the same transaction.
+    """
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await sql.lock(conn, agent_id)
@@ -821,7 +650,7 @@ async def rotate_sip_password(
                     field="password",
                 )
                 generated = False
-            cols = _sip_columns(cfg, row["extension"], password)
+            cols = agentrules.sip_columns(cfg, row["extension"], password)
             await sql.set_sip(
                 conn, agent_id, cols["sip_ha1_md5"], cols["sip_ha1_sha256"], cols["sip_realm"], actor
             )
@@ -833,5 +662,5 @@ async def rotate_sip_password(
                 agent_id,
                 {"generated": generated, "username": username},
             )
-            version = await config_state.bump(conn)
-    return _sip_credentials(cfg, row["extension"], password), version
+            version = await config_state.bump(conn) if bump else None
+    return agentrules.sip_credentials(cfg, row["extension"], password), version

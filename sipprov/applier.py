@@ -456,7 +456,8 @@ class Applier:
         return out
 
     async def apply_once(self, force: bool = False) -> ApplyResult:
-        """One apply, now. Raises Unavailable or Rejected; the change stays pending."""
+        """One apply, now. Raises Unavailable, NotVerified or Rejected (an ApplyError);
+        the change then stays pending."""
         async with self._mutex:
             self._busy = True
             self._stats.attempts += 1

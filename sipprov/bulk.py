@@ -17,15 +17,18 @@ Import, in order:
 4. Updates go through `agents.update_agent` (and `set_web_password`,
    `rotate_sip_password` for password cells), each in a SAVEPOINT of the file's
    transaction (txpool.py): the exact rules of a single PATCH, and a bad row undoes
-   only itself. Rows whose cells equal the stored agent are "unchanged" and skipped.
-   They run before the creates, so a number or login an update gives up is free for a
-   create of the same file.
-5. Creates are set-based: lookups once per distinct department/queue/role/account
-   type, the licence limit checked for the whole batch, ids from the sequence in one
-   statement, explicit extensions claimed in one statement and the rest allocated
-   with `extensions.allocate_many` (one statement), SIP digests computed in Python
+   only itself; they leave the config version to the file (`bump=False`). Rows whose
+   cells equal the stored agent are "unchanged" and skipped. They run before the
+   creates, so a number or login an update gives up is free for a create of the same
+   file.
+5. Creates are set-based, with the agent service's rules (agentrules.py: the same
+   plan, defaults and messages as a single create): lookups once per distinct
+   department/role/account type and all queues in one query, the licence limit
+   checked for the whole batch, ids from the sequence in one statement, explicit
+   extensions claimed in one statement and the rest allocated with
+   `extensions.allocate_many` (one statement), SIP digests computed in Python
    (cheap), then COPY of users, queue memberships, campaign rows and audit rows, and
-   ONE config version bump for the file.
+   ONE config version bump for the file (updates and creates together).
 6. Commit - or roll back: with `dry_run` (everything above ran, so uniqueness, pool
    capacity and licence limits were checked for real, and nothing stays), or when a
    row is bad and `continue_on_error` is off. With `continue_on_error` the bad rows
@@ -68,22 +71,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Awaitable, Callable, TextIO
 
 import asyncpg
 
-from . import agentcsv, agents, applywait, audit, bulkhash, definitions, extensions, naming
-from . import passwords, validation
+from . import agentcsv, agentrules, agents, applywait, audit, bulkhash, definitions, extensions
+from . import naming
 from .config import Config
-from .errors import ConflictError, SipprovError, ValidationError
-from .models import Agent, AgentCreate, AgentUpdate, NOT_NULLABLE_ON_UPDATE, QueueAssignment, parse
+from .errors import SipprovError, ValidationError
+from .models import Agent, AgentCreate, AgentUpdate, NOT_NULLABLE_ON_UPDATE, parse
 from .progress import Progress
 from .secretfile import create_private, replace_private
 from .sql import agents as agents_sql
 from .sql import bulk as sql
 from .sql import config_state
-from .sql import directory as dir_sql
 from .sql import extensions as ext_sql
+from .sql.constraints import taken as constraint_taken
 from .txpool import TxPool
 
 log = logging.getLogger(__name__)
@@ -200,13 +203,7 @@ class _Row:
     new_password: str | None = None       # password cells of an update
     new_sip_password: str | None = None
     create: AgentCreate | None = None
-    role: asyncpg.Record | None = None
-    can_sip: bool = False
-    base_login: str = ""
-    web_password: str | None = None
-    web_generated: bool = False
-    caller_id: str = ""
-    chat_name: str = ""
+    plan: agentrules.CreatePlan | None = None  # the agent service's rules for a create
     # resolved in the database phase
     user_id: int | None = None
     department_id: int | None = None
@@ -215,7 +212,10 @@ class _Row:
     memberships: list[tuple[int, str, int | None]] = field(default_factory=list)
     extension: int | None = None
     sip_password: str | None = None
-    sip_generated: bool = False
+
+    @property
+    def can_sip(self) -> bool:
+        return self.plan is not None and self.plan.can_sip
 
     @property
     def ok(self) -> bool:
@@ -268,8 +268,9 @@ class _Importer:
         self.progress = _Progresses(opts)
         self.secrets: dict[int, _Secret] = {}   # by line
         self.to_hash: list[tuple[int, str]] = []
-        self.versions: list[int] = []
-        self._roles: dict[str, asyncpg.Record | SipprovError] = {}
+        # Something Asterisk sees changed: one config version bump for the file (bump()).
+        self.bump_needed = False
+        self._lookups: dict[tuple[str, str], Any] = {}
 
     # ---- 3. match and validate
 
@@ -287,7 +288,7 @@ class _Importer:
             if uid is not None:
                 matched[i] = uid
         loaded = {
-            r["id"]: agents._agent_from_row(r)
+            r["id"]: agents.agent_from_row(r)
             for r in await sql.agents_by_ids(self.conn, sorted(set(matched.values())))
         }
 
@@ -332,20 +333,24 @@ class _Importer:
         row.result.extension = row.agent.extension
         row.result.agent_id = row.agent.id
 
-    async def _role(self, name: str) -> asyncpg.Record:
-        key = name.lower()
-        if key not in self._roles:
+    async def _once(self, kind: str, name: str,
+                    lookup: Callable[[asyncpg.Connection, str], Awaitable[Any]]) -> Any:
+        """`lookup(conn, name)` once per kind and case-insensitive name for the whole
+        file; its error is remembered too."""
+        key = (kind, name.lower())
+        if key not in self._lookups:
             try:
-                self._roles[key] = await agents._role(self.conn, name)
+                self._lookups[key] = await lookup(self.conn, name)
             except SipprovError as exc:
-                self._roles[key] = exc
-        found = self._roles[key]
+                self._lookups[key] = exc
+        found = self._lookups[key]
         if isinstance(found, SipprovError):
             raise found
         return found
 
     async def _validate_create(self, row: _Row) -> None:
-        """The create rules of agents.create_agent that need no database write."""
+        """The create rules that need no database write (agentrules.plan_create, as
+        agents.create_agent)."""
         data: dict[str, Any] = {}
         for col, cell in row.csv.cells.items():
             value = cell if col in agentcsv.SECRET_COLUMNS else cell.strip()
@@ -354,24 +359,9 @@ class _Importer:
             data[col] = agentcsv.parse_queues(value) if col == "queues" else value
         create = parse(AgentCreate, data)
         row.create = create
-        role = await self._role(create.role)
-        row.role = role
-        row.can_sip = bool(role["sip_allowed"] and create.is_agent)
-        agents._check_create(create, role, row.can_sip)
-        row.base_login = create.login or naming.derive_login(create.first_name, create.last_name)
-        sec = self.cfg.security
-        if role["web_login"]:
-            if create.password is None:
-                row.web_password = passwords.generate_web_password()
-                row.web_generated = True
-            else:
-                row.web_password = passwords.check_web_password(
-                    create.password, min_length=sec.web_password_min_length,
-                    login=row.base_login, email=create.email)
-        row.caller_id = create.caller_id or naming.default_caller_id_name(create.first_name, create.last_name)
-        row.chat_name = create.chat_name or validation.chat_name(
-            naming.default_chat_name(create.first_name, create.last_name))
-        row.result.login = row.base_login
+        role = await self._once("role", create.role, agentrules.share_role)
+        row.plan = plan = agentrules.plan_create(self.cfg, create, role)
+        row.result.login = plan.base_login
         row.result.extension = create.extension
 
     def _check_file_duplicates(self) -> None:
@@ -447,24 +437,27 @@ class _Importer:
             return
         before = row.agent
         actor = self.opts.actor
+        # The file bumps the config version once (bump()), not once per row.
         async with self.conn.transaction():  # savepoint: a failing row undoes only itself
             after = before
             web_generated = sip_generated = None
+            visible = False
             if changed:
                 result = await agents.update_agent(
-                    tx, self.cfg, before.id, parse(AgentUpdate, changed), actor)  # type: ignore[arg-type]
+                    tx, self.cfg, before.id, parse(AgentUpdate, changed), actor, bump=False)  # type: ignore[arg-type]
                 after = result.agent
                 web_generated = result.web_password
                 sip_generated = result.sip.password if result.sip else None
-                if result.config_version is not None:
-                    self.versions.append(result.config_version)
+                visible = result.bump_needed
             if row.new_password is not None:
                 await agents.set_web_password(tx, self.cfg, before.id, row.new_password, None, actor)  # type: ignore[arg-type]
             if row.new_sip_password is not None:
-                _, version = await agents.rotate_sip_password(
-                    tx, self.cfg, before.id, row.new_sip_password, actor)  # type: ignore[arg-type]
-                self.versions.append(version)
+                await agents.rotate_sip_password(
+                    tx, self.cfg, before.id, row.new_sip_password, actor, bump=False)  # type: ignore[arg-type]
+                visible = True
                 sip_generated = None  # the file's own password: the operator knows it
+        # Only a row that was kept counts (a failing one undid its changes).
+        self.bump_needed = self.bump_needed or visible
         row.result.login = after.login
         row.result.extension = after.extension
         differs = _comparable(before) != _comparable(after)
@@ -493,44 +486,22 @@ class _Importer:
         await self._write(creates)
 
     async def _resolve_names(self, creates: list[_Row]) -> None:
-        """Departments, ticket queues and queues: looked up once per distinct name,
-        through the agent service's own lookups (same rules, same messages)."""
-        cache: dict[tuple[str, str], Any] = {}
-
-        async def once(kind: str, name: str, lookup: Callable[[], Any]) -> Any:
-            key = (kind, name.lower())
-            if key not in cache:
-                try:
-                    cache[key] = await lookup()
-                except SipprovError as exc:
-                    cache[key] = exc
-            found = cache[key]
-            if isinstance(found, SipprovError):
-                raise found
-            return found
-
-        conn = self.conn
+        """Departments, ticket queues and queues through the agent service's own lookups
+        (same rules, same messages): each department and ticket queue once per distinct
+        name, the queues of the whole file in one query."""
+        found = await agentrules.queues_by_name(
+            self.conn, sorted({q.name for r in creates for q in r.create.queues}))  # type: ignore[union-attr]
         for row in creates:
             data = row.create
             assert data is not None
             try:
                 if data.department is not None:
-                    row.department_id = await once(
-                        "department", data.department, lambda d=data.department: agents._department_id(conn, d))
+                    row.department_id = await self._once(
+                        "department", data.department, agentrules.department_id)
                 if data.default_ticket_queue is not None:
-                    row.ticket_queue = await once(
-                        "ticket", data.default_ticket_queue,
-                        lambda q=data.default_ticket_queue: agents._ticket_queue(conn, q))
-                for index, item in enumerate(data.queues):
-                    try:
-                        resolved = await once(
-                            "queue", item.name,
-                            lambda n=item.name: agents._resolve_queues(conn, [QueueAssignment(name=n)]))
-                    except ValidationError as exc:
-                        where = f"queues.{index}.name"
-                        raise ValidationError(exc.message.replace("queues.0.name", where, 1), where) from None
-                    queue_id, kind, _ = resolved[0]
-                    row.memberships.append((queue_id, kind, item.penalty))
+                    row.ticket_queue = await self._once(
+                        "ticket", data.default_ticket_queue, agentrules.ticket_queue)
+                row.memberships = agentrules.memberships(data.queues, found)
             except SipprovError as exc:
                 row.fail(exc)
 
@@ -542,23 +513,17 @@ class _Importer:
                 assert row.create is not None
                 by_type.setdefault(row.create.account_type.lower(), []).append(row)
         for rows in by_type.values():
-            name = rows[0].create.account_type  # type: ignore[union-attr]
-            found = await dir_sql.share_account_type(self.conn, name)
-            if found is None:
+            try:
+                licence = await agentrules.check_licence(
+                    self.conn, rows[0].create.account_type, len(rows))  # type: ignore[union-attr]
+            except SipprovError as exc:
                 for row in rows:
-                    row.fail(f"account_type: unknown account type {name}", "account_type")
+                    row.fail(exc)
                 continue
-            allowed = len(rows)
-            if found["max_users"] is not None:
-                await dir_sql.licence_lock(self.conn, found["id"])
-                used = await dir_sql.count_users_of_type(self.conn, found["id"])
-                allowed = max(0, found["max_users"] - used)
             for i, row in enumerate(rows):
-                row.account_type_id = found["id"]
-                if i >= allowed:
-                    row.fail(ConflictError(
-                        f"account_type: the licence of {found['name']} allows {found['max_users']}"
-                        f" users and all are in use", "account_type", "licence_limit"))
+                row.account_type_id = licence.type_id
+                if i >= licence.allowed:
+                    row.fail(licence.refusal())
 
     async def _assign_ids_and_logins(self, creates: list[_Row]) -> None:
         ids = await sql.next_user_ids(self.conn, len(creates))
@@ -568,20 +533,21 @@ class _Importer:
             if row.create and row.create.login:
                 taken.add(row.create.login.lower())
         for row, user_id in zip(creates, ids):
-            data = row.create
-            assert data is not None
+            data, plan = row.create, row.plan
+            assert data is not None and plan is not None
             row.user_id = user_id
             if data.login:
                 if data.login.lower() in in_db:  # taken by an update of this file
-                    row.fail(ConflictError(f"login: this login {data.login} is already taken",
-                                           "login", "login_taken"))
+                    row.fail(constraint_taken("users_login_key", data.login))
                     continue
                 login = data.login
             else:
-                login = naming.first_free_login(row.base_login, taken)
+                login = naming.first_free_login(plan.base_login, taken)
                 taken.add(login.lower())
-            if data.password is not None and data.password.lower() == login.lower():
-                row.fail(validation.Refused("password", "must not be the login or the e-mail address"))
+            try:
+                plan.check_login(login)
+            except SipprovError as exc:
+                row.fail(exc)
                 continue
             row.result.login = login
             row.result.agent_id = user_id
@@ -607,74 +573,44 @@ class _Importer:
         if auto:
             free = (await ext_sql.stats(self.conn, ext.first, ext.last))["free"]
             for row in auto[free:]:
-                row.fail(ConflictError(
-                    f"extension: no free extension left in {ext.first}-{ext.last}"
-                    f" ({free} free for {len(auto)} new agents)", "extension", extensions.EXHAUSTED))
+                row.fail(extensions.exhausted(ext, free=free, needed=len(auto)))
             auto = auto[:free]
             owners = [extensions.user_owner(r.user_id) for r in auto]  # type: ignore[arg-type]
             got = await extensions.allocate_many(self.conn, ext, owners)
             for row, owner in zip(auto, owners):
                 row.extension = got[owner]
 
-        sec = self.cfg.security
         for row in creates:
             if not row.ok:
                 continue
-            assert row.create is not None and row.extension is not None
+            assert row.plan is not None and row.extension is not None
             row.result.extension = row.extension
-            if row.create.sip_password is None:
-                row.sip_password = passwords.generate_sip_password()
-                row.sip_generated = True
-                continue
             try:
-                row.sip_password = passwords.check_sip_password(
-                    row.create.sip_password, min_length=sec.sip_password_min_length,
-                    username=str(row.extension), login=row.result.login)
+                row.sip_password = row.plan.sip_password(self.cfg, row.extension, row.result.login)  # type: ignore[arg-type]
             except SipprovError as exc:
                 row.fail(exc)
                 await extensions.release(self.conn, row.extension, extensions.user_owner(row.user_id))  # type: ignore[arg-type]
 
     def _user_record(self, row: _Row) -> tuple[Any, ...]:
-        data = row.create
-        role = row.role
-        assert data is not None and role is not None
-        values: dict[str, Any] = {name: getattr(data, name) for name in agents._PLAIN_FIELDS}
-        values.update(
-            id=row.user_id,
+        assert row.plan is not None and row.user_id is not None and row.account_type_id is not None
+        values = row.plan.user_values(
+            self.cfg,
+            user_id=row.user_id,
             login=row.result.login,
             department_id=row.department_id,
-            role_id=role["id"],
             account_type_id=row.account_type_id,
-            caller_id_name=row.caller_id or row.result.login[: validation.CALLER_ID_MAX],  # type: ignore[index]
-            chat_name=row.chat_name,
-            default_ticket_queue=row.ticket_queue,
+            ticket_queue=row.ticket_queue,
             web_password_hash=None,  # stored after the apply (module docstring)
-            created_by=self.opts.actor,
-            updated_by=self.opts.actor,
-            **agents._NO_SIP_COLUMNS,
+            actor=self.opts.actor,
+            extension=row.extension,
+            sip_password=row.sip_password,
         )
-        if not role["web_login"]:
-            values["force_password_change"] = False
-        if row.can_sip:
-            assert row.extension is not None and row.sip_password is not None
-            values["extension"] = row.extension
-            values.update(agents._sip_columns(self.cfg, row.extension, row.sip_password))
         return tuple(values[c] for c in agents_sql.INSERT_COLUMNS)
 
     def _audit_record(self, row: _Row) -> tuple[Any, ...]:
-        data = row.create
-        assert data is not None and row.role is not None
-        details = {
-            "login": row.result.login,
-            "email": data.email,
-            "role": row.role["name"],
-            "extension": row.extension if row.can_sip else None,
-            "queues": [q.name for q in data.queues],
-            "web_generated": row.web_generated,
-            "sip_generated": row.can_sip and row.sip_generated,
-            "import": self.source,
-            "line": row.csv.line,
-        }
+        assert row.plan is not None
+        details = row.plan.audit_details(row.result.login or "", row.extension)
+        details.update({"import": self.source, "line": row.csv.line})
         text = json.dumps(audit.scrub(details), default=str, ensure_ascii=False)
         return (self.opts.actor, "create", "agent", str(row.user_id), text)
 
@@ -689,23 +625,29 @@ class _Importer:
             members = [(qid, r.user_id, penalty) for r in creates for qid, _, penalty in r.memberships]
             if members:
                 await sql.copy_memberships(self.conn, members)
-            campaigns = [(agents.MANUAL_DIAL_CAMPAIGN, r.user_id) for r in creates
-                         if r.can_sip and r.create and r.create.manual_dial_any]
+            campaigns = [(agentrules.MANUAL_DIAL_CAMPAIGN, r.user_id) for r in creates
+                         if r.plan and r.plan.manual_dial]
             if campaigns:
                 await sql.copy_campaigns(self.conn, campaigns)
             await sql.copy_audit(self.conn, [self._audit_record(r) for r in creates])
         for row in creates:
-            assert row.create is not None and row.user_id is not None
+            plan = row.plan
+            assert plan is not None and row.user_id is not None
             row.result.action = "create"
-            if row.web_password is not None:
-                self.to_hash.append((row.user_id, row.web_password))
-            if row.web_generated or (row.can_sip and row.sip_generated):
+            if plan.web_password is not None:
+                self.to_hash.append((row.user_id, plan.web_password))
+            if plan.web_generated or plan.sip_generated:
                 self.secrets[row.csv.line] = _Secret(
-                    row.result.login or "", row.create.email, row.extension if row.can_sip else None,
-                    row.web_password if row.web_generated else None,
-                    row.sip_password if row.can_sip and row.sip_generated else None)
+                    row.result.login or "", plan.data.email, row.extension if row.can_sip else None,
+                    plan.web_password if plan.web_generated else None,
+                    row.sip_password if plan.sip_generated else None)
         if any(r.can_sip for r in creates):
-            self.versions.append(await config_state.bump(self.conn))
+            self.bump_needed = True
+
+    async def bump(self) -> int | None:
+        """One config version for the whole file (last statement before commit), when
+        anything Asterisk sees changed."""
+        return await config_state.bump(self.conn) if self.bump_needed else None
 
 
 def _comparable(agent: Agent) -> dict[str, Any]:
@@ -756,6 +698,7 @@ async def import_file(pool: asyncpg.Pool, cfg: Config, path: Path | str,
                 report.timings["update"] = time.monotonic() - t
                 t = time.monotonic()
                 await importer.insert_creates()
+                version = await importer.bump()
                 report.timings["write"] = time.monotonic() - t
                 report.rows = [r.result for r in importer.rows]
                 bad = bool(report.errors)
@@ -764,7 +707,7 @@ async def import_file(pool: asyncpg.Pool, cfg: Config, path: Path | str,
                 if commit:
                     await tr.commit()
                     report.committed = True
-                    report.config_version = max(importer.versions) if importer.versions else None
+                    report.config_version = version
                 else:
                     await tr.rollback()
                 report.timings["commit"] = time.monotonic() - t
@@ -880,7 +823,7 @@ async def export_file(pool: asyncpg.Pool, path: Path | str, *,
                 w = agentcsv.writer(fh, agentcsv.AGENT_COLUMNS)
                 with Progress("export", total, enabled=progress, stream=progress_stream) as bar:
                     async for record in sql.all_agents(conn):
-                        w.writerow(agentcsv.agent_to_row(agents._agent_from_row(record)))
+                        w.writerow(agentcsv.agent_to_row(agents.agent_from_row(record)))
                         count += 1
                         bar.update()
                 fh.flush()

@@ -128,6 +128,10 @@ def is_unavailable(exc: BaseException) -> bool:
     ) or isinstance(
         exc,
         (
+            # PostgresError subclasses (SQLSTATE class 08 and 57P): the connection broke
+            # in the middle of a query (e.g. the server was shut down or crashed).
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.ConnectionFailureError,
             asyncpg.exceptions.CannotConnectNowError,
             asyncpg.exceptions.AdminShutdownError,
             asyncpg.exceptions.CrashShutdownError,

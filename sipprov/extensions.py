@@ -55,9 +55,12 @@ async def sync_pool(conn: asyncpg.Connection, ext: ExtensionsConfig) -> SyncResu
     return SyncResult(changed, deleted, outside)
 
 
-def _exhausted(ext: ExtensionsConfig) -> ConflictError:
+def exhausted(ext: ExtensionsConfig, *, free: int | None = None, needed: int | None = None) -> ConflictError:
+    """The pool has no number left for a new user; for a batch, `free` numbers were
+    left for `needed` new users (the ones past `free` get this error)."""
+    batch = f" ({free} free for {needed} new agents)" if needed is not None else ""
     return ConflictError(
-        f"extension: no free extension left in {ext.first}-{ext.last}", "extension", EXHAUSTED
+        f"extension: no free extension left in {ext.first}-{ext.last}{batch}", "extension", EXHAUSTED
     )
 
 
@@ -65,7 +68,7 @@ async def allocate(conn: asyncpg.Connection, ext: ExtensionsConfig, owner: str) 
     """The lowest free number of the range; ConflictError(extension_pool_exhausted) if none."""
     number = await sql.allocate_lowest(conn, ext.first, ext.last, owner)
     if number is None:
-        raise _exhausted(ext)
+        raise exhausted(ext)
     return number
 
 

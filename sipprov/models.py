@@ -520,6 +520,9 @@ class AgentCreated:
     sip: SipCredentials | None = None
     # Config version to wait for (?wait=applied); None when Asterisk sees no change.
     config_version: int | None = None
+    # update_agent(bump=False): Asterisk sees a change and the caller must bump the
+    # config version itself (config_version is then None).
+    bump_needed: bool = False
 
     def credentials(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -51,6 +51,30 @@ assert SIP_PASSWORD_ENTROPY_BITS >= 128
 assert WEB_PASSWORD_ENTROPY_BITS >= 96
 
 
+def random_text(alphabet: str, length: int) -> str:
+    """`length` characters, each drawn uniformly and independently from `alphabet`
+    (at most 256 distinct characters), so the result has length * log2(len(alphabet))
+    bits of entropy.
+
+    The bytes come from the OS CSPRNG in one call (`secrets.token_bytes`), not one call
+    per character. Rejection sampling keeps every character equally likely: a byte is
+    used only below the largest multiple of len(alphabet) that fits in a byte (all of
+    them for 32 letters; 224 of 256 for 56), and `byte % len(alphabet)` is then
+    uniform. Twice the bytes needed are drawn when some are rejected, so a second
+    draw is practically never needed (but handled).
+    """
+    size = len(alphabet)
+    if not 2 <= size <= 256 or len(set(alphabet)) != size:
+        raise ValueError("alphabet: 2 to 256 distinct characters")
+    limit = 256 - 256 % size
+    out = ""
+    while len(out) < length:
+        missing = length - len(out)
+        draw = secrets.token_bytes(missing if limit == 256 else 2 * missing)
+        out += "".join(alphabet[b % size] for b in draw if b < limit)
+    return out[:length]
+
+
 @functools.lru_cache(maxsize=None)
 def crypt_context(scheme: str = "argon2") -> CryptContext:
     """A context hashing with `scheme` and verifying both schemes."""
@@ -72,10 +96,8 @@ def crypt_context(scheme: str = "argon2") -> CryptContext:
 
 def generate_web_password() -> str:
     """`k7mq2-x9rtp-4hzna-c3wve`: 100 bits, readable, mixes letters, digits and hyphens."""
-    groups = (
-        "".join(secrets.choice(WEB_ALPHABET) for _ in range(WEB_GROUP_LEN)) for _ in range(WEB_GROUPS)
-    )
-    return "-".join(groups)
+    text = random_text(WEB_ALPHABET, WEB_GROUPS * WEB_GROUP_LEN)
+    return "-".join(text[i : i + WEB_GROUP_LEN] for i in range(0, len(text), WEB_GROUP_LEN))
 
 
 def _char_classes(password: str) -> int:
@@ -157,7 +179,7 @@ def dummy_hash() -> str:
 
 def generate_sip_password() -> str:
     """24 characters of a 56-letter alphabet: ~139 bits, accepted by every desk phone."""
-    return "".join(secrets.choice(SIP_ALPHABET) for _ in range(SIP_PASSWORD_LENGTH))
+    return random_text(SIP_ALPHABET, SIP_PASSWORD_LENGTH)
 
 
 def check_sip_password(

@@ -194,6 +194,20 @@ async def delete_queue(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -
             return await config_state.bump(conn) if row["kind"] == "voice" else None
 
 
+async def _lock_membership(
+    conn: asyncpg.Connection, agent_id: int, lookup: str, queue_name: str
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """The agent (locked) and the queue (share-locked) of a membership change, or
+    NotFoundError. The agent first, then the queue: the same order as update_agent."""
+    user = await agent_sql.lock(conn, agent_id)
+    if user is None:
+        raise NotFoundError(f"agent {agent_id} not found", "agent_id")
+    queue = await sql.share(conn, lookup)
+    if queue is None:
+        raise _not_found(queue_name)
+    return user, queue
+
+
 async def set_member(
     pool: asyncpg.Pool, cfg: Config, queue_name: str, agent_id: int, penalty: int | None, actor: str
 ) -> tuple[QueueMember, int | None]:
@@ -206,13 +220,7 @@ async def set_member(
     lookup = _lookup_name(queue_name)
     async with pool.acquire() as conn:
         async with conn.transaction():
-            # The agent first, then the queue: the same order as update_agent.
-            user = await agent_sql.lock(conn, agent_id)
-            if user is None:
-                raise NotFoundError(f"agent {agent_id} not found", "agent_id")
-            queue = await sql.share(conn, lookup)
-            if queue is None:
-                raise _not_found(queue_name)
+            user, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
             if user["extension"] is None:
                 raise validation.Refused(
                     "agent_id", f"agent {agent_id} has no SIP account, so no queue memberships"
@@ -246,12 +254,7 @@ async def remove_member(
     lookup = _lookup_name(queue_name)
     async with pool.acquire() as conn:
         async with conn.transaction():
-            user = await agent_sql.lock(conn, agent_id)
-            if user is None:
-                raise NotFoundError(f"agent {agent_id} not found", "agent_id")
-            queue = await sql.share(conn, lookup)
-            if queue is None:
-                raise _not_found(queue_name)
+            _, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
             if not await sql.delete_member(conn, queue["id"], agent_id):
                 raise NotFoundError(f"agent {agent_id} is not a member of {queue['name']}", "agent_id")
             await audit.record(

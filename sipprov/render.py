@@ -116,6 +116,8 @@ def finalize(value: Any) -> str:
             raise UnsafeValueError("configured value contains a line break, control character or ';'")
         if len(value) > MAX_VALUE_CHARS:
             raise UnsafeValueError(f"configured value is longer than {MAX_VALUE_CHARS} characters")
+        if not value.isascii() and any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in value):
+            raise UnsafeValueError("configured value contains a Unicode control/format character")
         return str(value)
     if isinstance(value, str):
         return _check_text(str(value))

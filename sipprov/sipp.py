@@ -331,15 +331,20 @@ def _tail(path: Path, n: int = 5) -> str:
     return " | ".join(lines[-n:])
 
 
-async def _run(argv: list[str], workdir: Path, timeout: float) -> int:
-    """Run sipp in workdir; kill it if it overruns its own -timeout by a margin."""
+async def _spawn(argv: list[str], workdir: Path) -> asyncio.subprocess.Process:
+    """Start sipp in workdir, its stderr to workdir/sipp.stderr (see _tail)."""
     err = open(workdir / "sipp.stderr", "wb")
     try:
-        proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             *argv, cwd=workdir, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=err)
     finally:
         err.close()
+
+
+async def _run(argv: list[str], workdir: Path, timeout: float) -> int:
+    """Run sipp in workdir; kill it if it overruns its own -timeout by a margin."""
+    proc = await _spawn(argv, workdir)
     try:
         return await asyncio.wait_for(proc.wait(), timeout + 5)
     except (asyncio.TimeoutError, asyncio.CancelledError):
@@ -567,13 +572,7 @@ async def start_uas(server_host: str, server_port: int, username: str, password:
         "-timeout", f"{max(1, int(timeout + 0.999))}s", "-timeout_error",
         *_trace_args("uas"),
     ]
-    err = open(work / "sipp.stderr", "wb")
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=work, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=err)
-    finally:
-        err.close()
+    proc = await _spawn(argv, work)
     uas = Uas(username, port, proc, workdir, time.monotonic() + timeout + 5)
     uas.registration = reg
     # give sipp a moment to bind its port before anyone calls it

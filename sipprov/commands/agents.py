@@ -282,17 +282,6 @@ def _credentials_lines(created: AgentCreated) -> list[str]:
     return lines
 
 
-async def _mail_credentials(cfg: Config, data: AgentCreate, created: AgentCreated) -> mailer.MailResult:
-    """After the commit, like the API: a failed send leaves the agent created."""
-    a, sip = created.agent, created.sip
-    return await mailer.send_credentials(cfg.smtp, mailer.Credentials(
-        email=a.email, first_name=a.first_name, last_name=a.last_name, login=a.login,
-        role=a.role, web_password=created.web_password or data.password,
-        force_password_change=a.force_password_change,
-        sip=mailer.SipDetails(sip.username, sip.password, sip.realm, sip.server) if sip else None,
-    ))
-
-
 def _describe(agent: Agent) -> str:
     ext = f", extension {agent.extension}" if agent.extension is not None else ", no SIP account"
     return f"{agent.login} (id {agent.id}{ext})"
@@ -325,7 +314,7 @@ async def create(cfg: Config, args: argparse.Namespace) -> int:
         out = {**created.to_dict(), "config_version": created.config_version}
         lines = [f"created agent {_describe(created.agent)}", *_credentials_lines(created)]
         if model.send_credentials:
-            mail = await _mail_credentials(cfg, model, created)
+            mail = await mailer.send_created(cfg.smtp, created, model.password)
             out["credentials_email"] = mail.to_dict()
             lines.append("credentials e-mailed" if mail.sent else f"credentials NOT e-mailed: {mail.error}")
         _emit(args, out, lines)

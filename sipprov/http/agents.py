@@ -6,14 +6,11 @@ made them and nowhere else: no GET ever returns a secret.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from .. import agents, mailer
 from ..models import (
     AgentCreate,
-    AgentCreated,
     AgentUpdate,
     SipPasswordSet,
     WebPasswordSet,
@@ -41,23 +38,6 @@ def location(agent_id: int) -> str:
     return f"/api/v1/agents/{agent_id}"
 
 
-async def _email_credentials(request: web.Request, data: AgentCreate,
-                             created: AgentCreated) -> dict[str, Any]:
-    """Send the credentials mail (after the commit) and say how it went."""
-    a = created.agent
-    sip = created.sip
-    creds = mailer.Credentials(
-        email=a.email, first_name=a.first_name, last_name=a.last_name, login=a.login,
-        role=a.role,
-        web_password=created.web_password or data.password,
-        force_password_change=a.force_password_change,
-        sip=mailer.SipDetails(sip.username, sip.password, sip.realm, sip.server)
-        if sip is not None else None,
-    )
-    result = await mailer.send_credentials(request.app[SERVICES].cfg.smtp, creds)
-    return result.to_dict()
-
-
 async def create_agent(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(AgentCreate, await read_json_object(request))
@@ -65,8 +45,9 @@ async def create_agent(request: web.Request) -> web.Response:
     created = await agents.create_agent(services.pool, services.cfg, data, actor(request))
     body = created.agent.to_dict()
     body["credentials"] = created.credentials()
-    if data.send_credentials:
-        body["credentials_email"] = await _email_credentials(request, data, created)
+    if data.send_credentials:  # after the commit; how it went is in the reply
+        mail = await mailer.send_created(services.cfg.smtp, created, data.password)
+        body["credentials_email"] = mail.to_dict()
     return await respond(request, wait, created.config_version, 201, body,
                          headers={"Location": location(created.agent.id)})
 

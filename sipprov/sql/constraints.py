@@ -25,7 +25,13 @@ UNIQUE_FIELDS: dict[str, tuple[str, str]] = {
 
 
 def conflict_from(exc: asyncpg.UniqueViolationError, value: object | None = None) -> ConflictError:
-    field, what = UNIQUE_FIELDS.get(exc.constraint_name or "", ("", "value"))
+    return taken(exc.constraint_name, value)
+
+
+def taken(constraint_name: str | None, value: object | None = None) -> ConflictError:
+    """The error for a value that the unique constraint `constraint_name` holds already
+    (also for a pre-check that knows it without asking the database, e.g. bulk import)."""
+    field, what = UNIQUE_FIELDS.get(constraint_name or "", ("", "value"))
     shown = f" {value}" if value is not None else ""
     return ConflictError(
         f"{field + ': ' if field else ''}this {what}{shown} is already taken",
