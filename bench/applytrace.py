@@ -22,6 +22,7 @@ from sipprov import render as render_mod
 from sipprov import snapshot as snapshot_mod
 from sipprov.sql import config_state
 
+from .machine import cpu_seconds
 from .stats import summary
 
 
@@ -68,7 +69,9 @@ def _wrap_sync(trace: ApplyTrace, name: str, fn: Callable[..., Any]) -> Callable
 
 
 @contextlib.contextmanager
-def traced() -> Iterator[ApplyTrace]:
+def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
+    """Trace the applies run inside the block; with asterisk_pid, also the CPU time
+    Asterisk used during each reload (less sensitive to a busy machine than wall time)."""
     trace = ApplyTrace()
     A = applier_mod.Applier
     originals: list[tuple[Any, str, Any]] = []
@@ -101,7 +104,21 @@ def traced() -> Iterator[ApplyTrace]:
     patch(files_mod, "write_changed", _wrap_sync(trace, "write_files", files_mod.write_changed))
     patch(files_mod, "keep_good", _wrap_sync(trace, "keep_good", files_mod.keep_good))
     C = ami_mod.AmiClient
-    patch(C, "reload", _wrap_async(trace, lambda self, module: f"reload {module}", C.reload))
+    orig_reload = C.reload
+
+    @functools.wraps(orig_reload)
+    async def reload(self: Any, module: str) -> None:
+        c0 = cpu_seconds(asterisk_pid)
+        t = time.perf_counter()
+        try:
+            await orig_reload(self, module)
+        finally:
+            trace._add(f"reload {module}", time.perf_counter() - t)
+            c1 = cpu_seconds(asterisk_pid)
+            if c0 is not None and c1 is not None:
+                trace._add(f"reload {module} (Asterisk CPU)", c1 - c0)
+
+    patch(C, "reload", reload)
     try:
         yield trace
     finally:

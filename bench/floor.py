@@ -24,6 +24,7 @@ from sipprov import sipp
 from sipprov.ami import AmiClient
 from sipprov.config import Config
 
+from . import machine
 from .env import stage
 from .stats import median
 
@@ -63,24 +64,33 @@ def clear_endpoints(cfg: Config) -> None:
                          cfg.security.file_mode)
 
 
-async def timed_reload(ami: AmiClient) -> float:
+async def timed_reload(ami: AmiClient, pid: int | None = None) -> tuple[float, float | None]:
+    """Wall time of one AMI Reload res_pjsip.so, and the CPU Asterisk used meanwhile."""
+    c0 = machine.cpu_seconds(pid)
     t0 = time.perf_counter()
     await ami.reload("res_pjsip.so")
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    c1 = machine.cpu_seconds(pid)
+    return wall, (c1 - c0 if c0 is not None and c1 is not None else None)
 
 
-async def measure(cfg: Config, ami: AmiClient, n: int, reloads: int) -> dict[str, Any]:
+async def measure(cfg: Config, ami: AmiClient, n: int, reloads: int,
+                  asterisk_pid: int | None = None) -> dict[str, Any]:
     """First load of N endpoints (from none), then `reloads` reloads of N+1, N+2, ..."""
     clear_endpoints(cfg)
-    empty_s = await timed_reload(ami)
+    empty_s, _ = await timed_reload(ami)
     write_endpoints(cfg, n)
-    first_s = await timed_reload(ami)
+    first_s, first_cpu = await timed_reload(ami, asterisk_pid)
     loaded = await ami.pjsip_endpoints()
     ours = sum(1 for name in loaded if name.isdigit() and int(name) >= FLOOR_FIRST)
     times: list[float] = []
+    cpus: list[float] = []
     for i in range(reloads):
         write_endpoints(cfg, n + i + 1)
-        times.append(await timed_reload(ami))
+        wall, cpu = await timed_reload(ami, asterisk_pid)
+        times.append(wall)
+        if cpu is not None:
+            cpus.append(cpu)
     # the config really works: one of the endpoints registers
     host, port = cfg.asterisk.sip_server.rsplit(":", 1)
     probe = FLOOR_FIRST + n // 2
@@ -91,20 +101,16 @@ async def measure(cfg: Config, ami: AmiClient, n: int, reloads: int) -> dict[str
         "first_load_s": round(first_s, 4),
         "reload_s": round(median(times) or 0.0, 4),
         "reloads_s": [round(t, 4) for t in times],
+        "first_load_cpu_s": None if first_cpu is None else round(first_cpu, 3),
+        "reload_cpu_s": None if not cpus else round(median(cpus) or 0.0, 3),
+        "reloads_cpu_s": [round(c, 3) for c in cpus],
         "empty_reload_s": round(empty_s, 4),
         "endpoints_loaded": ours,
         "register_ok": reg.ok,
     }
     stage(f"floor N={n}: first load {first_s:.3f} s, reload median {result['reload_s']:.3f} s "
-          f"(of {len(times)}), {ours} endpoints loaded, register {'ok' if reg.ok else 'FAILED'}")
-    return result
-
-
-async def measure_all(cfg: Config, ami: AmiClient, ns: list[int], reloads: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for n in ns:
-        stage(f"floor N={n}: writing {n} endpoints and reloading res_pjsip.so {reloads + 1} times")
-        out[str(n)] = await measure(cfg, ami, n, reloads)
+          f"(of {len(times)}: {', '.join(f'{t:.2f}' for t in times)}), Asterisk CPU per reload "
+          f"{result['reload_cpu_s']} s, {ours} endpoints loaded, register "
+          f"{'ok' if reg.ok else 'FAILED'}")
     clear_endpoints(cfg)
-    await ami.reload("res_pjsip.so")
-    return out
+    return result

@@ -151,3 +151,15 @@ def reset_peak(pid: int | str = "self") -> bool:
         return True
     except OSError:
         return False
+
+
+def cpu_seconds(pid: int | str | None) -> float | None:
+    """User + system CPU time a process has used so far (all its threads), seconds."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -153,7 +153,7 @@ async def import_only_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres
     svc = await env.start_service(cfg, dsn)
     try:
         await env.wait_until_applied(svc, 120)
-        with profiles.profile(f"bulk_import_{n}"), applytrace.traced() as trace:
+        with profiles.profile(f"bulk_import_{n}"), applytrace.traced(machine_pid(cfg)) as trace:
             imp = await scenarios.bulk_import(svc, ami, tmp, n, args.import_role,
                                               args.register_sample, rng, args.hash_wait)
         imp["apply_steps"] = trace.summary()
@@ -185,7 +185,7 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
             if asterisk_pid:
                 machine.reset_peak(asterisk_pid)
         if use_import:
-            with profiles.profile(f"bulk_import_{n}"), applytrace.traced() as trace:
+            with profiles.profile(f"bulk_import_{n}"), applytrace.traced(asterisk_pid) as trace:
                 imp = await scenarios.bulk_import(svc, ami, tmp, n, args.import_role,
                                                   args.register_sample, rng, args.hash_wait)
             imp["apply_steps"] = trace.summary()
@@ -208,7 +208,7 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
         created: list[dict[str, Any]] = []
         if args.creates:
             env.stage(f"phase N={n}: {args.creates} sequential creates -> registrable")
-            with profiles.profile(f"creates_{n}"), applytrace.traced() as trace:
+            with profiles.profile(f"creates_{n}"), applytrace.traced(asterisk_pid) as trace:
                 cr = await scenarios.creates(svc, have, args.creates, f"c{n}")
             cr["apply_steps"] = trace.summary()
             created = cr.pop("created")
@@ -220,7 +220,7 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
                       f"p95 {cr['total_s']['p95']} s, p50/floor {cr['ratio_p50_to_floor']}")
         if args.rotations and created:
             env.stage(f"phase N={n}: {args.rotations} SIP password rotations")
-            with profiles.profile(f"rotations_{n}"), applytrace.traced() as trace:
+            with profiles.profile(f"rotations_{n}"), applytrace.traced(asterisk_pid) as trace:
                 rot = await scenarios.rotations(svc, created, args.rotations, have + len(created))
             rot["apply_steps"] = trace.summary()
             rot["floor_reload_s"] = floor_s
@@ -231,7 +231,8 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
                       f"p95 {rot['total_s']['p95']} s, p50/floor {rot['ratio_p50_to_floor']}")
 
         env.stage(f"phase N={n}: apply steps one by one")
-        bd = await scenarios.apply_breakdown(svc, ami, profiles if largest else None)
+        bd = await scenarios.apply_breakdown(svc, ami, profiles if largest else None,
+                                             asterisk_pid=asterisk_pid)
         bd["floor_reload_s"] = floor_s
         results.setdefault("apply_breakdown", {})[key] = bd
         env.stage(f"phase N={n}: snapshot {bd['snapshot_load_s']} s, render warm "
@@ -245,7 +246,8 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
                 asterisk_pid, count,
                 "peak since the start of this phase (provisioning/import, creates, rotations)")
             if args.burst:
-                with profiles.profile(f"burst_{args.burst}"), applytrace.traced() as trace:
+                with profiles.profile(f"burst_{args.burst}"), \
+                        applytrace.traced(asterisk_pid) as trace:
                     results["burst"] = await scenarios.burst(svc, ami, count, args.burst)
                 results["burst"]["apply_steps"] = trace.summary()
                 b = results["burst"]

@@ -479,7 +479,7 @@ async def burst(svc: Service, ami: AmiClient, n_before: int, count: int) -> dict
 
 
 async def apply_breakdown(svc: Service, ami: AmiClient, profiles: Any = None,
-                          reloads: int = 3) -> dict[str, Any]:
+                          reloads: int = 3, asterisk_pid: int | None = None) -> dict[str, Any]:
     """The apply steps at the current N, one by one, in this thread (so a profile sees
     them): snapshot load, a full render (cold cache), a render with one agent changed
     (warm cache, what a create costs), writing the files, the AMI checks the applier
@@ -536,13 +536,18 @@ async def apply_breakdown(svc: Service, ami: AmiClient, profiles: Any = None,
     for fname, module, key in ((render.PJSIP_CONF, "res_pjsip.so", "reload_res_pjsip_s"),
                                (render.EXTENSIONS_CONF, "pbx_config.so", "reload_pbx_config_s"),
                                (render.QUEUES_CONF, "app_queue.so", "reload_app_queue_s")):
-        times = []
+        times, cpus = [], []
         for _ in range(reloads):
             os.utime(gen / fname)
+            c0 = machine.cpu_seconds(asterisk_pid)
             t = time.perf_counter()
             await ami.reload(module)
             times.append(time.perf_counter() - t)
+            c1 = machine.cpu_seconds(asterisk_pid)
+            if c0 is not None and c1 is not None:
+                cpus.append(c1 - c0)
         out[key] = round(median(times) or 0.0, 4)
+        out[key.replace("_s", "_cpu_s")] = round(median(cpus), 3) if cpus else None
     return out
 
 
