@@ -138,8 +138,8 @@ def default_chat_name(first_name: str, last_name: str) -> str:
 
 
 def new_web_password(cfg: Config, given: str | None, *, login: str, email: str) -> str:
-    """A user's new web password: the given one checked against the policy, the login and the e-mail, or
-    a generated one when none is given (the caller hands it out once)."""
+    """A user's new web password: the given one checked against the policy, the login
+    and the e-mail, or a generated one when none is given (handed out once)."""
     if given is None:
         return passwords.generate_web_password()
     return passwords.check_web_password(

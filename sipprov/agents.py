@@ -1,10 +1,12 @@
 """The agent service: every rule of the user record, enforced in one place.
 
-The HTTP API and the CLI call only this module. Each mutation runs in one transaction,
-writes one audit row, and - when it changes something Asterisk sees (a user with a SIP
-account: endpoint, extension, caller id, queue memberships and their penalties) - bumps
-the config version as its last statement; the version returned is what `?wait=applied`
-waits for.
+The HTTP API and the CLI call only this module; the rules it shares with the bulk
+import (defaults, refusals, lookups, licences) live in agentrules.py. Each mutation
+runs in one transaction, writes one audit row, and - when it changes something
+Asterisk sees (a user with a SIP account: endpoint, extension, caller id, queue
+memberships and their penalties) - bumps the config version as its last statement;
+the version returned is what `?wait=applied` waits for (update_agent and
+rotate_sip_password take bump=False for a caller that bumps once for many).
 
 Secrets: generated web and SIP passwords are returned once (AgentCreated / the rotate
 result) and are never stored, logged or written to the audit log. Slow hashing (argon2)
@@ -74,7 +76,6 @@ ASTERISK_COLUMNS = frozenset(
         "is_agent",
     }
 )
-
 
 
 # --- reading -------------------------------------------------------------------------
@@ -260,6 +261,8 @@ async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor
                     extension = await extensions.allocate_exact(conn, cfg.extensions, data.extension, owner)
                 else:
                     extension = await extensions.allocate(conn, cfg.extensions, owner)
+                # Checked against the login base: the login is chosen by the insert below
+                # (bulk import, which chooses logins first, passes the final one).
                 sip_password = plan.sip_password(cfg, extension, plan.base_login)
                 sip = agentrules.sip_credentials(cfg, extension, sip_password)
             values = plan.user_values(
@@ -364,7 +367,9 @@ async def update_agent(
             first = new.get("first_name", row["first_name"])
             last = new.get("last_name", row["last_name"])
             login_now = new.get("login", row["login"])
-            old_caller_default = agentrules.default_caller_id(row["first_name"], row["last_name"], row["login"])
+            old_caller_default = agentrules.default_caller_id(
+                row["first_name"], row["last_name"], row["login"]
+            )
             new_caller_default = agentrules.default_caller_id(first, last, login_now)
             if "caller_id" in changes:
                 new["caller_id_name"] = changes["caller_id"] or new_caller_default

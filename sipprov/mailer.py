@@ -71,7 +71,9 @@ def credentials_of(created: AgentCreated, given_password: str | None = None) -> 
     )
 
 
-async def send_created(smtp: SmtpConfig, created: AgentCreated, given_password: str | None = None) -> MailResult:
+async def send_created(
+    smtp: SmtpConfig, created: AgentCreated, given_password: str | None = None
+) -> MailResult:
     """Mail a just-created user their credentials (API and CLI `send_credentials`).
     Call after the commit: a failed send never undoes the create."""
     return await send_credentials(smtp, credentials_of(created, given_password))
