@@ -30,6 +30,7 @@ class ApplyTrace:
     def __init__(self) -> None:
         self.applies: list[dict[str, float]] = []
         self._current: dict[str, float] | None = None
+        self.t0 = time.perf_counter()
 
     def _add(self, step: str, seconds: float) -> None:
         if self._current is not None:
@@ -38,10 +39,12 @@ class ApplyTrace:
     def summary(self) -> dict[str, Any]:
         steps: set[str] = set()
         for a in self.applies:
-            steps.update(a)
+            steps.update(k for k in a if k not in ("start", "end"))
         return {
             "applies": len(self.applies),
             "steps_s": {s: summary((a.get(s, 0.0) for a in self.applies), 4) for s in sorted(steps)},
+            # each apply: when it started (s from the start of the stage) and its steps
+            "each": [{k: round(v, 3) for k, v in a.items()} for a in self.applies],
         }
 
 
@@ -84,13 +87,14 @@ def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
 
     @functools.wraps(orig_apply)
     async def apply_locked(self: Any, force: bool) -> Any:
-        trace._current = {}
         t = time.perf_counter()
+        trace._current = {"start": t - trace.t0}
         try:
             return await orig_apply(self, force)
         finally:
             rec = trace._current
             rec["total"] = time.perf_counter() - t
+            rec["end"] = time.perf_counter() - trace.t0
             trace.applies.append(rec)
             trace._current = None
 

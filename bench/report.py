@@ -19,8 +19,62 @@ BURST_RELOADS_MAX = 5
 # What profiling found (pyinstrument + the apply steps timed one by one); kept with the
 # code so the report says it on every run. Update when the code changes.
 FINDINGS = """\
-See the "Profile findings" section written by the last profiling session; this text is
-filled in by bench/report.py's FINDINGS constant.
+Profiled while the other parts were being finished (2026-11-27, 2 cores shared with
+other test runs, load average 3-14): pyinstrument on the event loop (`--profile DIR`),
+the applier's steps timed one by one (`bench/applytrace.py`) and A/B runs of Asterisk
+alone. The service's event loop is idle more than 95 % of every stage: the time is
+spent waiting on Asterisk, not in Python. What sipprov controls, largest first:
+
+1. **A second reload per create: pbx_config.** `dialplan/extensions.j2` writes one
+   `exten` per agent, so every create (and delete, extension change) changes
+   extensions.conf and the applier reloads pbx_config.so after res_pjsip.so: 0.4-0.6 s
+   at 10,000 agents (about 0.1x the floor), 1 extra reload per create. Proposed
+   (render/dialplan): one pattern for the agent range, checked against the endpoint,
+   so agent changes never touch extensions.conf (queue numbers stay exact extensions,
+   which Asterisk prefers over patterns):
+   `exten => _[1-9]XXXX,1,GotoIf($["${DEVICE_STATE(PJSIP/${EXTEN})}" = "INVALID"]?none)`,
+   `same => n,Dial(PJSIP/${EXTEN},30)`, `same => n,Hangup()`, `same => n(none),Hangup(1)`
+   (the pattern built from extensions.first/last; DEVICE_STATE needs func_devstate.so,
+   which the development PBX's module list in pbx.py does not load yet). Not tried here.
+2. **200 ms of debounce on an idle applier** (`sipprov/applier.py` `_debounce`,
+   `applier.debounce_ms`): every lone create and rotation waits 200 ms before its apply
+   starts: 0.04x the floor here, about 0.15x on a quiet machine where the floor is near
+   1.3 s. Proposed: apply at once when nothing was applied within the last debounce_ms
+   (leading edge); keep coalescing the changes that arrive while an apply runs.
+3. **The burst detector also catches sequential clients** (`sipprov/applier.py`
+   `_recent_changes`/`_debounce`: SMALL_BATCH = 1, BURST_HORIZON_S = BURST_QUIET_S =
+   1 s): two changes less than 1 s apart count as a burst even when the first was
+   applied before the second arrived, so a script that creates with ?wait=applied in a
+   loop waits 1 s of quiet per create. Seen at N = 1,000: HTTP p50 0.90 s while the
+   apply took 0.21 s. At 10,000 it does not fire (an apply takes more than 1 s) but it
+   will once applies get faster. Proposed: decide "burst" by the changes pending at
+   once (`self._changes - self._changes_applied > SMALL_BATCH`).
+4. **sipprov's endpoints cost Asterisk about 15 % more CPU per reload than the floor's**
+   (Asterisk CPU per reload at 10,000: about 5.1 s in the applies vs 4.3 s for the
+   floor; 5.5 MB of pjsip.conf vs 3.3 MB): each endpoint also carries direct_media,
+   rtp_symmetric, force_rport (already Asterisk's default), rewrite_contact, four
+   codecs, callerid and two set_var lines. Dropping the lines equal to Asterisk's
+   defaults (force_rport = yes; the set_var lines when "no") is a small gain that an
+   A/B on this machine could not separate from noise. Mapping endpoint/auth/aor to
+   three files in sorcery.conf cut reload CPU about 15 % in an A/B and would let a
+   rotation re-read only the auth file (res_sorcery_config skips unchanged files per
+   object type); a bigger change (pbx.py's sorcery.conf, the operator's own), not done.
+5. **Asterisk's own reloads slow down over the first few** of a big config (at 10,000
+   endpoints: about 2 s CPU for the first load, 2.5 s for the first reload, 4-5 s from
+   the third on; the same with the hand-written config). Not sipprov's; the bench
+   starts every floor and every phase on a fresh Asterisk and takes the median of
+   several reloads as the floor. DESIGN.md's "about 1.2 s per reload of 10,000" was not
+   reproduced here on a busy machine (2.5-3.5 s for the first reload, 4-7 s later).
+6. **Bulk import** (goal met with margin): commit about 4 s for 10,000 rows (validate
+   about 2 s, 40 % of it pydantic's EmailStr / email_validator), apply about 5 s (first
+   load of 10,000, pbx_config 0.4 s, verification by PJSIPShowEndpoints about 1 s,
+   mostly panoramisk building one Message per event; `Command: pjsip list endpoints`
+   was slower, 1.6-1.9 s, so not a fix). The import's argon2 web hashes (about 150 s
+   of CPU for 10,000) keep both cores busy for minutes after the agents are live.
+7. **Burst of 1,000** (goal met: 4 reloads, none lost, no duplicates): the wall time
+   (about 70-90 s at 10,000 here) is the creates' own argon2 web hashes (30 ms of CPU
+   each, on the same two cores where each reload of 10,000 takes about 5 s of
+   Asterisk CPU: the last create committed at about 47 s) plus the last apply.
 """
 
 
@@ -173,7 +227,8 @@ def table(r: dict[str, Any]) -> str:
     if b:
         L.append("")
         L.append(f"Burst: {b['count']} concurrent creates at N={b['n_before']}")
-        L.append(f"  wall {_fmt_s(b['wall_s'])}, {b['creates_per_s']} creates/s, res_pjsip reloads "
+        L.append(f"  wall {_fmt_s(b['wall_s'])} (last commit at {_fmt_s(b.get('last_commit_s'))}), "
+                 f"{b['creates_per_s']} creates/s, res_pjsip reloads "
                  f"{b['res_pjsip_reloads_incl_final']} ({b['applies']} applies), duplicates "
                  f"ext/login {b['duplicate_extensions']}/{b['duplicate_logins']}, lost db/asterisk "
                  f"{b['lost_db']}/{b['lost_asterisk']}, statuses {b['statuses']}")
@@ -187,6 +242,10 @@ def table(r: dict[str, Any]) -> str:
     mem = r.get("memory")
     if mem:
         L.append("")
+        after = r.get("memory_after_burst")
+        if after:
+            L.append(f"Memory after the burst ({after['agents']} agents): service peak "
+                     f"{_mib(after['service_peak_bytes'])}, Asterisk peak {_mib(after['asterisk_peak_bytes'])}")
         L.append(f"Memory at {mem['agents']} agents: service (bench process) RSS "
                  f"{_mib(mem['service_rss_bytes'])}, peak {_mib(mem['service_peak_bytes'])}; Asterisk RSS "
                  f"{_mib(mem['asterisk_rss_bytes'])}, peak {_mib(mem['asterisk_peak_bytes'])}")
@@ -229,7 +288,7 @@ def markdown(r: dict[str, Any]) -> str:
     L.append("This file is written by the benchmark; run it again to refresh it:")
     L.append("")
     L.append("```")
-    L.append("sudo .venv/bin/python -m bench            # full run: N=1,000 and 10,000 (~10 min)")
+    L.append("sudo .venv/bin/python -m bench            # full run: N=1,000 and 10,000 (5-13 min)")
     L.append("sudo .venv/bin/python -m bench --quick    # small run (~1 min)")
     L.append("```")
     L.append("")
@@ -355,16 +414,23 @@ def markdown(r: dict[str, Any]) -> str:
                  f"connection limit) with {b['n_before']:,} agents provisioned. Reloads are counted by "
                  f"{b['reloads_source']}.")
         L.append("")
-        L.append(_row("wall time", "creates/s", "latency p50 / p95", "res_pjsip reloads", "applies",
-                      "duplicate ext / login", "lost (db / Asterisk)", "HTTP statuses"))
-        L.append(_row("---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"))
-        L.append(_row(_fmt_s(b["wall_s"]), b["creates_per_s"],
+        L.append(_row("wall time", "last commit", "creates/s", "latency p50 / p95", "res_pjsip reloads",
+                      "applies", "duplicate ext / login", "lost (db / Asterisk)", "HTTP statuses"))
+        L.append(_row("---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"))
+        L.append(_row(_fmt_s(b["wall_s"]), _fmt_s(b.get("last_commit_s")), b["creates_per_s"],
                       f"{_fmt_s(b['latency_s']['p50'])} / {_fmt_s(b['latency_s']['p95'])}",
                       b["res_pjsip_reloads_incl_final"], b["applies"],
                       f"{b['duplicate_extensions']} / {b['duplicate_logins']}",
                       f"{b['lost_db']} / {b['lost_asterisk']}",
                       ", ".join(f"{k}: {n}" for k, n in b["statuses"].items())))
         L.append("")
+        each = (b.get("apply_steps") or {}).get("each") or []
+        if each:
+            L.append("The applies during the burst (seconds from its start): " + "; ".join(
+                f"{a.get('start', 0):.1f}-{a.get('end', 0):.1f}" for a in each)
+                + ". Every request waited for its own version to be applied (?wait=applied), "
+                  "so the wall time is the last commit plus the apply that carries it.")
+            L.append("")
 
     imp = r.get("bulk_import")
     if imp:

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 QUICK = {"agents": [200], "creates": 5, "burst": 50, "import_rows": 200, "rotations": 5,
          "floor_reloads": 3, "register_sample": 20}
 FULL = {"agents": [1000, 10000], "creates": 30, "burst": 1000, "import_rows": 10000,
-        "rotations": 30, "floor_reloads": 5, "register_sample": 100}
+        "rotations": 30, "floor_reloads": 7, "register_sample": 100}
 
 
 def _int_list(text: str) -> list[int]:
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--burst", type=int, help="concurrent creates at the largest N (default 1000; 0: skip)")
     p.add_argument("--import-rows", type=int, help="rows of the measured CSV import (default 10000; 0: skip)")
     p.add_argument("--rotations", type=int, help="SIP password rotations per N (default 30)")
-    p.add_argument("--floor-reloads", type=int, help="timed reloads per N for the floor (default 5)")
+    p.add_argument("--floor-reloads", type=int, help="timed reloads per N for the floor (default 7)")
     p.add_argument("--register-sample", type=int, help="imported agents that register (default 100)")
     p.add_argument("--import-role", default="agent",
                    help="role of the imported agents (default agent: web passwords hashed after)")

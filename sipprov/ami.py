@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,41 @@ from panoramisk.message import Message
 from .config import AsteriskConfig
 
 log = logging.getLogger(__name__)
+
+# Values AMI carries that are secrets: our Login's Secret, and in answers the
+# credentials of PJSIP auth objects (Password, Md5Cred / PasswordDigest: the HA1, which
+# authenticates as well as the password) and OAuth secrets.
+_SECRET_FIELD = re.compile(
+    r"(?i)(\b(?:secret|password|md5cred|passworddigest|oauthsecret|refreshtoken)"
+    r"\b['\"]?\s*[:=]\s*)('[^']*'|\"[^\"]*\"|[^\s,}>]+)")
+
+
+def _mask(m: re.Match[str]) -> str:
+    value = m.group(2)
+    if value[:1] in ("'", '"'):
+        return f"{m.group(1)}{value[0]}***{value[0]}" if len(value) > 2 else m.group(0)
+    return f"{m.group(1)}***"
+
+
+def redact(text: str) -> str:
+    """`Secret: x` / `Md5Cred='x'` / `'Secret': 'x'` -> the same with `***`."""
+    return _SECRET_FIELD.sub(_mask, text)
+
+
+class _RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+# panoramisk logs through the logger it is given: every message received (DEBUG, with
+# -v), an action it queues (INFO) or fails to send (ERROR) - the Login action holds our
+# secret, answers can hold credentials. It gets this logger, which masks them.
+wire_log = logging.getLogger(__name__ + ".wire")
+wire_log.addFilter(_RedactSecrets())
 
 
 class AmiError(Exception):
@@ -117,7 +153,7 @@ class AmiClient:
             self,
             host=self.cfg.ami_host, port=self.cfg.ami_port,
             username=self.cfg.ami_user, secret=self.cfg.ami_secret,
-            events=self.events, loop=loop, log=log,
+            events=self.events, loop=loop, log=wire_log,
             ping_delay=10, ping_interval=10,
         )
         try:

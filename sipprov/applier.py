@@ -473,8 +473,14 @@ class Applier:
     async def _connection(self) -> asyncpg.Connection:
         """The applier's own connection, kept between applies: taking one from the
         shared pool for every apply would queue it behind a burst of creates."""
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
+        if self._conn is not None:
+            try:
+                if not self._conn.is_closed():
+                    return self._conn
+            except asyncpg.InterfaceError:
+                # The connection died (PostgreSQL restarted) and the pool took it back:
+                # the proxy is detached, and even is_closed() raises. Take a new one.
+                self._conn = None
         await self._release_connection()
         try:
             self._conn = await self.pool.acquire()

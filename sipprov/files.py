@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 PREV_SUFFIX = ".prev"
+# `.<name>.tmp<pid>`: the temp file of a write (or of keep_good) in progress.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>[0-9]+)$")
 
 
 def _check_name(name: str) -> None:
@@ -61,6 +64,37 @@ def ensure_dir(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: Path) -> list[str]:
+    """Remove the temp files of writers that died mid-write (SIGKILL, power loss).
+
+    Asterisk never reads them (it includes the exact names only), but each is as big as
+    the file it was to replace and its pid-named path is never reused. Only temp files
+    whose process is gone are touched; returns their names.
+    """
+    removed = []
+    for entry in os.scandir(directory):
+        m = _TEMP.match(entry.name)
+        if m is None:
+            continue
+        pid = int(m.group("pid"))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
 def write_changed(directory: Path, files: dict[str, bytes], mode: int = 0o640) -> list[str]:
     """Write each file whose bytes differ from the disk; return the changed names, sorted.
 
@@ -68,6 +102,7 @@ def write_changed(directory: Path, files: dict[str, bytes], mode: int = 0o640) -
     """
     directory = Path(directory)
     ensure_dir(directory)
+    remove_stale_temps(directory)
     changed = []
     for name in sorted(files):
         _check_name(name)

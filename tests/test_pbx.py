@@ -202,6 +202,78 @@ async def test_queue_member_penalty(pbx, pbx_config: Config, ami: AmiClient) -> 
     assert "support" in await ami.queue_status()
 
 
+def _challenge_time(port: int, user: str, timeout: float) -> float | None:
+    """Seconds until a bare REGISTER is answered (401 challenge); None: no answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        lport = sock.getsockname()[1]
+        call_id = f"overload-{lport}-{time.monotonic_ns()}@{HOST}"
+        sock.sendto((
+            f"REGISTER sip:{HOST}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{lport};rport;branch=z9hG4bK-ov-{lport}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{user}@{HOST}>;tag=ov{lport}\r\n"
+            f"To: <sip:{user}@{HOST}>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\n"
+            f"Contact: <sip:{user}@{HOST}:{lport}>\r\nExpires: 60\r\n"
+            "Content-Length: 0\r\n\r\n").encode(), (HOST, port))
+        t0 = time.monotonic()
+        while (left := timeout - (time.monotonic() - t0)) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65535).decode(errors="replace")
+            except socket.timeout:
+                return None
+            if call_id in data and not data.startswith("SIP/2.0 1"):
+                return time.monotonic() - t0
+        return None
+
+
+async def _devicestate_backlog(ami: AmiClient) -> int:
+    """The longest queue of the device-state stasis subscribers (app_queue's among them)."""
+    depth = 0
+    for line in (await ami.command("core show taskprocessors")).splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0].startswith("stasis/m:devicestate") and fields[2].isdigit():
+            depth = max(depth, int(fields[2]))
+    return depth
+
+
+async def test_register_answered_while_queue_members_flood_device_state(
+        pbx, pbx_config: Config, ami: AmiClient) -> None:
+    """Adding thousands of static queue members floods app_queue's device-state
+    subscriber (every new member publishes device-state changes, and app_queue handles
+    each one by walking every member of every queue). With pjsip.conf's default
+    `taskprocessor_overload_trigger = global`, PJSIP ignores new requests while any
+    taskprocessor is over its high-water mark: at 15,000 members REGISTERs went
+    unanswered for about a minute. The PBX sets `pjsip_only`: REGISTER is answered
+    all through the backlog."""
+    cfg = pbx_config
+    settings = await ami.command("pjsip show settings")
+    assert re.search(r"taskprocessor_overload_trigger\s*:\s*pjsip_only", settings), settings
+    await _load_endpoints(cfg, ami, _endpoint(cfg, "101"))
+    members, per_queue = 6000, 600
+    write_generated(cfg, "queues.conf", "".join(
+        f"[flood{q}]\nstrategy = ringall\n" + "".join(
+            f"member => PJSIP/{70000 + q * per_queue + i},0,Agent {i}\n"
+            for i in range(per_queue)) + "\n"
+        for q in range(members // per_queue)))
+    try:
+        await ami.reload("app_queue.so")
+        backlog = await _devicestate_backlog(ami)
+        answered = await asyncio.to_thread(_challenge_time, cfg.pbx.sip_port, "101", 3.0)
+        still = await _devicestate_backlog(ami)
+        # the flood is real: a device-state subscriber is over its high-water mark (500)
+        assert max(backlog, still) >= 500, (backlog, still)
+        assert answered is not None, "REGISTER unanswered during the device-state backlog"
+        good = await sipp.register(HOST, cfg.pbx.sip_port, "101", PASSWORDS["101"])
+        assert good.ok, good
+    finally:
+        write_generated(cfg, "queues.conf", "")
+        await ami.reload("app_queue.so")
+        deadline = time.monotonic() + 120
+        while await _devicestate_backlog(ami) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+
+
 async def test_ami_errors(pbx, pbx_config: Config, ami: AmiClient) -> None:
     import dataclasses
 
