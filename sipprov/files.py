@@ -41,7 +41,11 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write one file atomically: temp file beside it created with mode (fchmod'ed, so
+    the umask cannot change it), fsync, rename over. The folder is not fsynced here
+    (write_changed does that once for all its files). Also writes the development
+    PBX's own files (sipprov.pbx.write_atomic)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -112,7 +116,7 @@ def write_changed(directory: Path, files: dict[str, bytes], mode: int = 0o640) -
             if (path.stat().st_mode & 0o7777) != mode:
                 os.chmod(path, mode)
             continue
-        _write_atomic(path, data, mode)
+        write_atomic(path, data, mode)
         changed.append(name)
     if changed:
         _fsync_dir(directory)
