@@ -5,7 +5,6 @@ scripts rely on (0 ok, 2 bad input with the field named, 3 database unavailable,
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import json
@@ -15,53 +14,25 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable
 
 import asyncpg
 import pytest
 
-from sipprov import agents, database, extensions, queues
+from sipprov import agents, extensions, queues
 from sipprov import config as config_mod
 from sipprov.cli import main
 from sipprov.models import QueueCreate
 
+from .cli_helpers import run_db, toml_config
+
 ACTIONS = ["create", "list", "show", "set", "delete", "password", "sip-password", "import", "export"]
-
-
-def _toml(dsn: str, tmp: Path, ami_port: int = 1) -> str:
-    # AMI on port 1: nothing listens, so --wait can never touch a developer's PBX.
-    return (
-        "[database]\n"
-        f"dsn = {json.dumps(dsn)}\n"
-        "pool_min = 1\npool_max = 4\n"
-        "[extensions]\nfirst = 1000\nlast = 9999\n"
-        "[asterisk]\n"
-        f"config_dir = {json.dumps(str(tmp / 'asterisk'))}\n"
-        f"ami_port = {ami_port}\n"
-        "ami_timeout_s = 1.0\n"
-        "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 0.2\n"
-    )
 
 
 @pytest.fixture
 def conf(db_dsn: str, tmp_path: Path) -> Path:
     path = tmp_path / "sipprov.toml"
-    path.write_text(_toml(db_dsn, tmp_path))
+    path.write_text(toml_config(db_dsn, tmp_path))
     return path
-
-
-def run_db(conf: Path, fn: Callable[[asyncpg.Pool, config_mod.Config], Awaitable[Any]]) -> Any:
-    """Run `fn(pool, cfg)` against the config's database (from a sync test)."""
-    cfg = config_mod.load(conf)
-
-    async def go() -> Any:
-        pool = await database.create_pool(cfg.database.dsn, cfg.database)
-        try:
-            return await fn(pool, cfg)
-        finally:
-            await pool.close()
-
-    return asyncio.run(go())
 
 
 def setup_queues(conf: Path) -> None:
@@ -232,7 +203,7 @@ def test_exit_codes(conf: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and "(extension)" in r.stderr
 
     down = tmp_path / "down.toml"
-    down.write_text(_toml("postgresql://nobody@127.0.0.1:1/none", tmp_path))
+    down.write_text(toml_config("postgresql://nobody@127.0.0.1:1/none", tmp_path))
     r = sub(down, "list")
     assert r.returncode == 3 and "database unavailable" in r.stderr
 
