@@ -116,7 +116,7 @@ async def _waiting_on_locks(conn: asyncpg.Connection) -> int:
     await conn.execute("SELECT pg_stat_clear_snapshot()")
     return int(await conn.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"))
+        " AND wait_event_type = 'Lock' AND query = $1", config_state.BUMP))
 
 
 @pytest.mark.pbx
