@@ -25,7 +25,6 @@ and `sipprov apply` never interleave their writes and reloads.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -52,15 +51,15 @@ log = logging.getLogger(__name__)
 AmiFactory = Callable[[], AmiClient]
 
 # Coalescing. A change waits for debounce_ms of quiet, so a lone create is applied at
-# once. More than SMALL_BATCH changes within BURST_HORIZON_S (two creates less than a
-# second apart: a script or a bulk job, not a person) mean a burst: then quiet
-# means no change for BURST_QUIET_S (gaps inside a busy burst are often longer than
-# debounce_ms), and the wait is bounded by the burst window, which grows (2, 10, 50,
-# 60 s) for as long as bursts keep hitting it and falls back to BURST_WINDOW_S once a
-# wait ends in quiet. So 1,000 creates give a handful of applies, and the end of any
-# burst is applied about BURST_QUIET_S after its last change.
+# once. More than SMALL_BATCH changes pending at once (changes that arrived while the
+# previous apply ran, or during this wait: a script or a bulk job, not a person) mean a
+# burst: then quiet means no change for BURST_QUIET_S (gaps inside a busy burst are
+# often longer than debounce_ms), and the wait is bounded by the burst window, which
+# grows (2, 10, 50, 60 s) for as long as bursts keep hitting it and falls back to
+# BURST_WINDOW_S once a wait ends in quiet. So 1,000 creates give a handful of applies,
+# the end of any burst is applied about BURST_QUIET_S after its last change, and a
+# client creating one agent after another with ?wait=applied is never taken for a burst.
 SMALL_BATCH = 1
-BURST_HORIZON_S = 1.0
 BURST_QUIET_S = 1.0
 BURST_WINDOW_S = 2.0
 BURST_GROWTH = 5.0
@@ -167,7 +166,6 @@ class Applier:
         # Changes signalled (NOTIFY or notify()), and how many the last apply covered.
         self._changes = 0
         self._changes_applied = 0
-        self._change_times: collections.deque[float] = collections.deque()
         self._state_loaded = False
         self._stats = _Stats()
         self._conn: asyncpg.Connection | None = None
@@ -303,15 +301,7 @@ class Applier:
 
     def _changed(self) -> None:
         self._changes += 1
-        self._change_times.append(time.monotonic())
         self._wake.set()
-
-    def _recent_changes(self) -> int:
-        horizon = time.monotonic() - BURST_HORIZON_S
-        times = self._change_times
-        while times and times[0] < horizon:
-            times.popleft()
-        return len(times)
 
     async def _debounce(self) -> None:
         """Wait until the changes stop (see SMALL_BATCH, BURST_QUIET_S), at most the
@@ -328,7 +318,7 @@ class Applier:
             if left <= 0:
                 capped = True
                 break
-            burst = self._recent_changes() > SMALL_BATCH
+            burst = self._changes - self._changes_applied > SMALL_BATCH
             quiet = max(debounce, BURST_QUIET_S) if burst else debounce
             try:
                 await asyncio.wait_for(self._wake.wait(), min(quiet, left))

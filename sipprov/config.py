@@ -126,7 +126,7 @@ class SecurityConfig:
 @dataclass
 class ApplierConfig:
     # Wait this long after a change for more before applying (coalescing).
-    debounce_ms: int = 200
+    debounce_ms: int = 50
     # Retry backoff when Asterisk is away.
     backoff_min_s: float = 0.5
     backoff_max_s: float = 15.0
