@@ -110,21 +110,21 @@ async def import_definitions(
                 f" web_login={have.web_login}; the file has sip_allowed={want.sip_allowed},"
                 f" web_login={want.web_login}", f"roles.{i}")
 
-    departments = {d.name.lower() for d in await directory.list_departments(conn)}
-    for i, item in enumerate(_items(data, "departments")):
-        want = _parse(DepartmentCreate, item, f"departments.{i}")
-        if want.name.lower() not in departments:
-            await directory.create_department(tx, cfg, want, actor)  # type: ignore[arg-type]
-            departments.add(want.name.lower())
-            result.created.append(f"department {want.name}")
-
-    types = {a.name.lower() for a in await directory.list_account_types(conn)}
-    for i, item in enumerate(_items(data, "account_types")):
-        want = _parse(AccountTypeCreate, item, f"account_types.{i}")
-        if want.name.lower() not in types:
-            await directory.create_account_type(tx, cfg, want, actor)  # type: ignore[arg-type]
-            types.add(want.name.lower())
-            result.created.append(f"account type {want.name}")
+    # Departments and account types: only a name to match, nothing that can disagree.
+    named: list[tuple[str, type, str, Any, Any]] = [
+        ("departments", DepartmentCreate, "department",
+         directory.list_departments, directory.create_department),
+        ("account_types", AccountTypeCreate, "account type",
+         directory.list_account_types, directory.create_account_type),
+    ]
+    for key, model, what, list_existing, create in named:
+        names = {x.name.lower() for x in await list_existing(conn)}
+        for i, item in enumerate(_items(data, key)):
+            want = _parse(model, item, f"{key}.{i}")
+            if want.name.lower() not in names:
+                await create(tx, cfg, want, actor)
+                names.add(want.name.lower())
+                result.created.append(f"{what} {want.name}")
 
     existing = {q.name.lower(): q for q in await queues.list_queues(conn)}
     for i, item in enumerate(_items(data, "queues")):

@@ -9,6 +9,8 @@ type `standard` (the default of every create) may not be deleted.
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable, TypeVar
+
 import asyncpg
 
 from . import audit, validation
@@ -30,11 +32,29 @@ from .sql.constraints import conflict_from
 
 Conn = asyncpg.Connection | asyncpg.Pool
 DEFAULT_ACCOUNT_TYPE = "standard"
+T = TypeVar("T")
 
 
 def _plain(value: object, field: str) -> str:
     """A name from a URL: NUL bytes would make PostgreSQL refuse the query."""
     return validation.no_control(value, field, max_len=200)
+
+
+async def _found(lookup: Callable[[Conn, str], Awaitable[asyncpg.Record | None]], conn: Conn,
+                 name: str, what: str) -> asyncpg.Record:
+    """The row `lookup` finds for a name from a URL, or NotFoundError naming `what`."""
+    row = await lookup(conn, _plain(name, "name"))
+    if row is None:
+        raise NotFoundError(f"{what} {name} not found", "name")
+    return row
+
+
+async def _unique(name: str, write: Awaitable[T]) -> T:
+    """Await a write; a unique violation becomes the ConflictError naming `name`."""
+    try:
+        return await write
+    except asyncpg.UniqueViolationError as exc:
+        raise conflict_from(exc, name) from None
 
 
 # --- roles ---------------------------------------------------------------------------
@@ -58,22 +78,16 @@ async def list_roles(conn: Conn) -> list[Role]:
 
 
 async def get_role(conn: Conn, name: str) -> Role:
-    row = await sql.get_role(conn, _plain(name, "name"))
-    if row is None:
-        raise NotFoundError(f"role {name} not found", "name")
-    return _role(row)
+    return _role(await _found(sql.get_role, conn, name, "role"))
 
 
 async def create_role(pool: asyncpg.Pool, cfg: Config, data: RoleCreate, actor: str) -> Role:
     label = data.label or data.name.replace("-", " ").title()
     async with pool.acquire() as conn:
         async with conn.transaction():
-            try:
-                role_id = await sql.insert_role(
-                    conn, data.name, label, data.sip_allowed, data.web_login, data.calls_allowed
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise conflict_from(exc, data.name) from None
+            role_id = await _unique(data.name, sql.insert_role(
+                conn, data.name, label, data.sip_allowed, data.web_login, data.calls_allowed
+            ))
             await audit.record(conn, actor, "create", "role", role_id, data.model_dump())
             return _role(await sql.get_role_by_id(conn, role_id))
 
@@ -83,9 +97,7 @@ async def update_role(pool: asyncpg.Pool, cfg: Config, name: str, data: RoleUpda
     async with pool.acquire() as conn:
         async with conn.transaction():
             # FOR UPDATE waits for creates/updates of users that share-lock this role.
-            row = await sql.lock_role(conn, _plain(name, "name"))
-            if row is None:
-                raise NotFoundError(f"role {name} not found", "name")
+            row = await _found(sql.lock_role, conn, name, "role")
             new = {
                 key: getattr(data, key) if key in fields else row[key]
                 for key in ("name", "label", "sip_allowed", "web_login", "calls_allowed")
@@ -101,10 +113,7 @@ async def update_role(pool: asyncpg.Pool, cfg: Config, name: str, data: RoleUpda
                 )
             changed = {k: v for k, v in new.items() if v != row[k]}
             if changed:
-                try:
-                    await sql.update_role(conn, row["id"], **new)
-                except asyncpg.UniqueViolationError as exc:
-                    raise conflict_from(exc, new["name"]) from None
+                await _unique(new["name"], sql.update_role(conn, row["id"], **new))
                 await audit.record(
                     conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed}
                 )
@@ -115,9 +124,7 @@ async def delete_role(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) ->
     """Custom roles without users only."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            row = await sql.lock_role(conn, _plain(name, "name"))
-            if row is None:
-                raise NotFoundError(f"role {name} not found", "name")
+            row = await _found(sql.lock_role, conn, name, "role")
             if row["builtin"]:
                 raise ConflictError(
                     f"name: builtin role {row['name']} cannot be deleted", "name", "role_builtin"
@@ -142,10 +149,7 @@ async def list_departments(conn: Conn) -> list[Department]:
 
 
 async def get_department(conn: Conn, name: str) -> Department:
-    row = await sql.get_department(conn, _plain(name, "name"))
-    if row is None:
-        raise NotFoundError(f"department {name} not found", "name")
-    return _department(row)
+    return _department(await _found(sql.get_department, conn, name, "department"))
 
 
 async def create_department(
@@ -153,10 +157,7 @@ async def create_department(
 ) -> Department:
     async with pool.acquire() as conn:
         async with conn.transaction():
-            try:
-                dept_id = await sql.insert_department(conn, data.name)
-            except asyncpg.UniqueViolationError as exc:
-                raise conflict_from(exc, data.name) from None
+            dept_id = await _unique(data.name, sql.insert_department(conn, data.name))
             await audit.record(conn, actor, "create", "department", dept_id, {"name": data.name})
             return _department(await sql.get_department(conn, data.name))
 
@@ -166,14 +167,9 @@ async def update_department(
 ) -> Department:
     async with pool.acquire() as conn:
         async with conn.transaction():
-            row = await sql.lock_department(conn, _plain(name, "name"))
-            if row is None:
-                raise NotFoundError(f"department {name} not found", "name")
+            row = await _found(sql.lock_department, conn, name, "department")
             if data.name != row["name"]:
-                try:
-                    await sql.rename_department(conn, row["id"], data.name)
-                except asyncpg.UniqueViolationError as exc:
-                    raise conflict_from(exc, data.name) from None
+                await _unique(data.name, sql.rename_department(conn, row["id"], data.name))
                 await audit.record(
                     conn, actor, "update", "department", row["id"], {"old": row["name"], "new": data.name}
                 )
@@ -184,9 +180,7 @@ async def delete_department(pool: asyncpg.Pool, cfg: Config, name: str, actor: s
     """Its users keep existing, without a department."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            row = await sql.lock_department(conn, _plain(name, "name"))
-            if row is None:
-                raise NotFoundError(f"department {name} not found", "name")
+            row = await _found(sql.lock_department, conn, name, "department")
             await sql.delete_department(conn, row["id"])
             await audit.record(
                 conn,
@@ -212,10 +206,7 @@ async def list_account_types(conn: Conn) -> list[AccountType]:
 
 
 async def get_account_type(conn: Conn, name: str) -> AccountType:
-    row = await sql.get_account_type(conn, _plain(name, "name"))
-    if row is None:
-        raise NotFoundError(f"account type {name} not found", "name")
-    return _account_type(row)
+    return _account_type(await _found(sql.get_account_type, conn, name, "account type"))
 
 
 async def create_account_type(
@@ -223,10 +214,9 @@ async def create_account_type(
 ) -> AccountType:
     async with pool.acquire() as conn:
         async with conn.transaction():
-            try:
-                type_id = await sql.insert_account_type(conn, data.name, data.max_users)
-            except asyncpg.UniqueViolationError as exc:
-                raise conflict_from(exc, data.name) from None
+            type_id = await _unique(
+                data.name, sql.insert_account_type(conn, data.name, data.max_users)
+            )
             await audit.record(
                 conn,
                 actor,
@@ -246,9 +236,7 @@ async def update_account_type(
     fields = data.model_fields_set
     async with pool.acquire() as conn:
         async with conn.transaction():
-            row = await sql.lock_account_type(conn, _plain(name, "name"))
-            if row is None:
-                raise NotFoundError(f"account type {name} not found", "name")
+            row = await _found(sql.lock_account_type, conn, name, "account type")
             new_name = data.name if "name" in fields else row["name"]
             max_users = data.max_users if "max_users" in fields else row["max_users"]
             if row["name"].lower() == DEFAULT_ACCOUNT_TYPE and new_name.lower() != DEFAULT_ACCOUNT_TYPE:
@@ -256,10 +244,9 @@ async def update_account_type(
                     "name", f"{DEFAULT_ACCOUNT_TYPE} is the default account type and keeps its name"
                 )
             if (new_name, max_users) != (row["name"], row["max_users"]):
-                try:
-                    await sql.update_account_type(conn, row["id"], new_name, max_users)
-                except asyncpg.UniqueViolationError as exc:
-                    raise conflict_from(exc, new_name) from None
+                await _unique(
+                    new_name, sql.update_account_type(conn, row["id"], new_name, max_users)
+                )
                 await audit.record(
                     conn,
                     actor,

@@ -5,6 +5,7 @@ tests/pbx_fixtures.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -69,9 +70,9 @@ def pg_template(pg_base_dsn: str) -> str:
     return name
 
 
-@pytest.fixture
-async def db_dsn(pg_base_dsn: str, pg_template: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
+@contextlib.asynccontextmanager
+async def cloned_database(pg_base_dsn: str, pg_template: str) -> AsyncIterator[str]:
+    """Yield the DSN of a new database cloned from the migrated template; drop it after."""
     name = "t_" + uuid.uuid4().hex[:12]
     conn = await asyncpg.connect(pg_base_dsn)
     try:
@@ -84,6 +85,13 @@ async def db_dsn(pg_base_dsn: str, pg_template: str) -> AsyncIterator[str]:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def db_dsn(pg_base_dsn: str, pg_template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    async with cloned_database(pg_base_dsn, pg_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture

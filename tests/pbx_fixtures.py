@@ -24,7 +24,9 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
+from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
+from sipprov import render as render_mod
 from sipprov.ami import AmiClient
 from sipprov.config import Config
 
@@ -45,6 +47,23 @@ def write_generated(cfg: Config, name: str, text: str) -> Path:
     path = Path(cfg.generated_dir) / name
     pbx_mod.write_atomic(path, text, cfg.security.file_mode)
     return path
+
+
+async def clean_asterisk(cfg: Config) -> None:
+    """Leave the shared PBX as we found it: no generated objects, nothing to restore."""
+    directory = Path(cfg.generated_dir)
+    files_mod.write_changed(directory, {n: b"" for n in render_mod.FILES},
+                            cfg.security.file_mode)
+    for name in render_mod.FILES:
+        (directory / (name + files_mod.PREV_SUFFIX)).unlink(missing_ok=True)
+    if pbx_mod.status(cfg).running:
+        client = AmiClient(cfg.asterisk)
+        await client.connect()
+        try:
+            for module in render_mod.MODULE_FOR_FILE.values():
+                await client.reload(module)
+        finally:
+            await client.close()
 
 
 def _free_port(kind: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import time
@@ -19,7 +18,6 @@ from sipprov.config import Config, ExtensionsConfig
 from sipprov.errors import AuthError, ConflictError, NotFoundError, ValidationError
 from sipprov.models import (
     AccountTypeCreate,
-    AgentCreate,
     AgentCreated,
     AgentUpdate,
     DepartmentCreate,
@@ -27,26 +25,15 @@ from sipprov.models import (
     QueueUpdate,
     parse,
 )
-from sipprov.sql import config_state
+from tests.service_helpers import ACTOR, agent_maker, version
 
-ACTOR = "admin:test"
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("audit_guard")
-_serial = itertools.count(1)
-
-
-def new_agent(**fields: Any) -> AgentCreate:
-    n = next(_serial)
-    data = {"first_name": "Jan", "last_name": "Kowalski", "email": f"user{n}@example.com", **fields}
-    return parse(AgentCreate, data)
+new_agent = agent_maker("user")
 
 
 def update(**fields: Any) -> AgentUpdate:
     return parse(AgentUpdate, fields)
-
-
-async def version(pool: asyncpg.Pool) -> int:
-    return (await config_state.read(pool)).version
 
 
 async def stored(pool: asyncpg.Pool, agent_id: int) -> asyncpg.Record:

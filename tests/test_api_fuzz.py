@@ -38,15 +38,11 @@ from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.http import create_app
 from sipprov.models import AgentCreate, QueueCreate
+from tests.conftest import _dsn_for
 
 EXAMPLES_PER_OPERATION = 45
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-
-
-def _dsn_for(base_dsn: str, dbname: str) -> str:
-    head, sep, query = base_dsn.partition("?")
-    return head.rsplit("/", 1)[0] + "/" + dbname + sep + query
 
 
 class ThreadedServer:

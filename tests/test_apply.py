@@ -21,7 +21,6 @@ import asyncpg
 import pytest
 
 from sipprov import agents, database, extensions, queues, render_cli, sipp
-from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
 from sipprov import render as render_mod
 from sipprov.ami import AmiClient, AmiError
@@ -29,6 +28,7 @@ from sipprov.applier import Applier
 from sipprov.config import Config, ExtensionsConfig
 from sipprov.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
 from sipprov.sql import config_state
+from tests.pbx_fixtures import clean_asterisk
 
 pytestmark = pytest.mark.pbx
 
@@ -48,23 +48,6 @@ class Env:
 
     def reloads(self, module: str = "res_pjsip.so") -> int:
         return int(self.applier.status()["reloads"][module])
-
-
-async def _clean_asterisk(cfg: Config) -> None:
-    """Leave the shared PBX as we found it: no generated objects, nothing to restore."""
-    directory = Path(cfg.generated_dir)
-    files_mod.write_changed(directory, {n: b"" for n in render_mod.FILES},
-                            cfg.security.file_mode)
-    for name in render_mod.FILES:
-        (directory / (name + files_mod.PREV_SUFFIX)).unlink(missing_ok=True)
-    if pbx_mod.status(cfg).running:
-        client = AmiClient(cfg.asterisk)
-        await client.connect()
-        try:
-            for module in render_mod.MODULE_FOR_FILE.values():
-                await client.reload(module)
-        finally:
-            await client.close()
 
 
 async def _wait_first_apply(applier: Applier, timeout: float = 30) -> None:
@@ -107,7 +90,7 @@ async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFac
     for env in made:
         await env.applier.stop()
         await env.pool.close()
-    await _clean_asterisk(pbx_config)
+    await clean_asterisk(pbx_config)
 
 
 @pytest.fixture

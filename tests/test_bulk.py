@@ -20,7 +20,6 @@ import logging
 import os
 import stat
 import time
-import uuid
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -37,7 +36,8 @@ from sipprov.models import (
     QueueCreate,
     RoleCreate,
 )
-from tests.conftest import _dsn_for
+from tests.conftest import cloned_database
+from tests.pbx_fixtures import clean_asterisk
 
 # Given names and surnames with every letter that needs folding.
 POLISH_FIRST = ["Łukasz", "Żaneta", "Józef", "Ścibor", "Małgorzata", "Bożena", "Grzegorz", "Jędrzej",
@@ -384,18 +384,8 @@ async def test_same_agent_twice_and_existing_credentials_file(
 @pytest.fixture
 async def fresh_dsn(pg_base_dsn: str, pg_template: str) -> AsyncIterator[str]:
     """A second empty, migrated database for the same test."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(pg_base_dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    finally:
-        await conn.close()
-    yield _dsn_for(pg_base_dsn, name)
-    conn = await asyncpg.connect(pg_base_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with cloned_database(pg_base_dsn, pg_template) as dsn:
+        yield dsn
 
 
 async def _snapshot(pool: asyncpg.Pool) -> dict[str, object]:
@@ -534,26 +524,6 @@ async def test_bench_import_10000_rows_to_the_database(
 # --- the real Asterisk ----------------------------------------------------------------------
 
 
-async def _clean_asterisk(cfg: Config) -> None:
-    from sipprov import files as files_mod
-    from sipprov import pbx as pbx_mod
-    from sipprov import render as render_mod
-    from sipprov.ami import AmiClient
-
-    directory_ = Path(cfg.generated_dir)
-    files_mod.write_changed(directory_, {n: b"" for n in render_mod.FILES}, cfg.security.file_mode)
-    for name in render_mod.FILES:
-        (directory_ / (name + files_mod.PREV_SUFFIX)).unlink(missing_ok=True)
-    if pbx_mod.status(cfg).running:
-        client = AmiClient(cfg.asterisk)
-        await client.connect()
-        try:
-            for module in render_mod.MODULE_FOR_FILE.values():
-                await client.reload(module)
-        finally:
-            await client.close()
-
-
 @pytest.mark.pbx
 async def test_import_is_registrable_in_asterisk(pbx, pbx_config: Config, db_dsn: str, ami,
                                                  tmp_path: Path, monkeypatch) -> None:
@@ -619,7 +589,7 @@ async def test_import_is_registrable_in_asterisk(pbx, pbx_config: Config, db_dsn
     finally:
         await service.stop()
         await pool.close()
-        await _clean_asterisk(pbx_config)
+        await clean_asterisk(pbx_config)
 
 
 @pytest.mark.pbx
@@ -670,4 +640,4 @@ async def test_bench_import_10000_until_registrable(pbx, pbx_config: Config, db_
         assert result.ok == len(sample), result.failures
     finally:
         await pool.close()
-        await _clean_asterisk(pbx_config)
+        await clean_asterisk(pbx_config)

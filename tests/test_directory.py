@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
-
 import asyncpg
 import pytest
 
@@ -14,23 +11,17 @@ from sipprov.errors import ConflictError, NotFoundError, ValidationError
 from sipprov.models import (
     AccountTypeCreate,
     AccountTypeUpdate,
-    AgentCreate,
     DepartmentCreate,
     DepartmentUpdate,
     RoleCreate,
     RoleUpdate,
     parse,
 )
+from tests.service_helpers import ACTOR, agent_maker
 
-ACTOR = "admin:test"
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("audit_guard")
-_serial = itertools.count(1)
-
-
-def new_agent(**fields: Any) -> AgentCreate:
-    n = next(_serial)
-    return parse(AgentCreate, {"first_name": "Jan", "last_name": "Kowalski", "email": f"d{n}@example.com", **fields})
+new_agent = agent_maker("d")
 
 
 async def test_seeded_roles(pool: asyncpg.Pool) -> None:

@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import database, extensions, tokens
+from sipprov import database, extensions
 from sipprov import pbx as pbx_mod
 from sipprov.applier import Applier
 from sipprov.config import Config
@@ -33,7 +33,7 @@ from sipprov.context import Services
 from sipprov.http import create_app
 from tests.api_helpers import call
 from tests.faults.pbxutil import clean_asterisk, config_for, endpoints, ensure_running
-from tests.faults.service import Serve, free_tcp_port, status_when, write_config
+from tests.faults.service import Serve, admin_token, free_tcp_port, status_when, write_config
 
 pytestmark = pytest.mark.pbx
 
@@ -45,11 +45,7 @@ def _body(n: int) -> dict:
 
 @pytest.fixture
 async def token(db_dsn: str) -> str:
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        return (await tokens.create_token(conn, "ami-faults", "admin"))[1]
-    finally:
-        await conn.close()
+    return await admin_token(db_dsn, "ami-faults")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import pytest
 
 from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
-from sipprov import sipp, tokens
+from sipprov import sipp
 from sipprov.config import Config
 from sipprov.sql import config_state
 from tests.api_helpers import call
@@ -39,7 +39,7 @@ from tests.faults.pbxutil import (
     endpoints,
     ensure_running,
 )
-from tests.faults.service import Serve, free_tcp_port, status_when, write_config
+from tests.faults.service import Serve, admin_token, free_tcp_port, status_when, write_config
 
 
 @pytest.fixture
@@ -52,11 +52,7 @@ async def svc_cfg(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[Config]
 
 @pytest.fixture
 async def token(db_dsn: str) -> str:
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        return (await tokens.create_token(conn, "faults", "admin"))[1]
-    finally:
-        await conn.close()
+    return await admin_token(db_dsn, "faults")
 
 
 def _serve(cfg: Config, tmp_path: Path, name: str, port: int | None = None) -> Serve:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import asyncpg
@@ -11,18 +10,12 @@ import pytest
 from sipprov import agents, audit, queues
 from sipprov.config import Config
 from sipprov.errors import ConflictError, NotFoundError, ValidationError
-from sipprov.models import AgentCreate, AgentUpdate, QueueCreate, QueueUpdate, parse
-from sipprov.sql import config_state
+from sipprov.models import AgentUpdate, QueueCreate, QueueUpdate, parse
+from tests.service_helpers import ACTOR, agent_maker, version
 
-ACTOR = "admin:test"
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("audit_guard")
-_serial = itertools.count(1)
-
-
-def new_agent(**fields: Any) -> AgentCreate:
-    n = next(_serial)
-    return parse(AgentCreate, {"first_name": "Jan", "last_name": "Kowalski", "email": f"q{n}@example.com", **fields})
+new_agent = agent_maker("q")
 
 
 def qc(**fields: Any) -> QueueCreate:
@@ -31,10 +24,6 @@ def qc(**fields: Any) -> QueueCreate:
 
 def qu(**fields: Any) -> QueueUpdate:
     return parse(QueueUpdate, fields)
-
-
-async def version(pool: asyncpg.Pool) -> int:
-    return (await config_state.read(pool)).version
 
 
 async def owner_of(pool: asyncpg.Pool, number: int) -> str | None:

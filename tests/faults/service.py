@@ -14,11 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
+from sipprov import tokens
 from sipprov.config import Config
 from tests.api_helpers import Reply, call
 
 SIPPROV = str(Path(sys.executable).with_name("sipprov"))
+
+
+async def admin_token(dsn: str, name: str) -> str:
+    """A new admin API token on the database at `dsn`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (await tokens.create_token(conn, name, "admin"))[1]
+    finally:
+        await conn.close()
 
 
 def free_tcp_port() -> int:

@@ -4,6 +4,8 @@ config syntax, alone, mixed into legitimate values, or repeated."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 
 # Every code point, surrogates and unassigned ones included (st.text() leaves out Cs).
@@ -46,3 +48,16 @@ def hostile_text(*, legit: tuple[str, ...] = ("Jan", "j.kowalski", "support", "+
         _letters,
         st.text(alphabet=ANY_CHAR, min_size=60, max_size=400),  # lengths around the limits
     )
+
+
+def each_field(check: Any, values: dict[str, Any]) -> None:
+    """Run one check per field (each with its own value); a failure names the field.
+
+    One hypothesis example draws a value for every field: 1,000 examples are 1,000
+    cases per field, at a fraction of the cost of one run per field."""
+    for field in sorted(values):
+        try:
+            check(field, values[field])
+        except Exception as exc:  # noqa: BLE001 - any failure, named by its field
+            raise AssertionError(f"field {field!r}, value {values[field]!r}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
