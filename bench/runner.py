@@ -35,9 +35,9 @@ from .stats import ratio
 REPO = Path(__file__).resolve().parent.parent
 
 QUICK = {"agents": [200], "creates": 5, "burst": 50, "import_rows": 200, "rotations": 5,
-         "floor_reloads": 3, "register_sample": 20}
+         "floor_reloads": 3, "floor_warmup": 1, "register_sample": 20}
 FULL = {"agents": [1000, 10000], "creates": 30, "burst": 1000, "import_rows": 10000,
-        "rotations": 30, "floor_reloads": 7, "register_sample": 100}
+        "rotations": 30, "floor_reloads": 7, "floor_warmup": 8, "register_sample": 100}
 
 
 def _int_list(text: str) -> list[int]:
@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--import-rows", type=int, help="rows of the measured CSV import (default 10000; 0: skip)")
     p.add_argument("--rotations", type=int, help="SIP password rotations per N (default 30)")
     p.add_argument("--floor-reloads", type=int, help="timed reloads per N for the floor (default 7)")
+    p.add_argument("--floor-warmup", type=int,
+                   help="reloads before the timed ones, for the floor and before each phase's "
+                        "creates (default 8: Asterisk's reload cost levels off after them)")
     p.add_argument("--register-sample", type=int, help="imported agents that register (default 100)")
     p.add_argument("--import-role", default="agent",
                    help="role of the imported agents (default agent: web passwords hashed after)")
@@ -77,12 +80,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    metavar="DIR", help="write pyinstrument profiles of the slow stages to DIR")
     p.add_argument("--seed", type=int, default=7, help="random seed (which agents register)")
     p.add_argument("--verbose", action="store_true", help="sipprov's own INFO logs on stderr")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: print the table and rewrite --markdown from the "
+                        "results in --out")
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
     for key, default in base.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
-    for key in ("creates", "burst", "import_rows", "rotations", "floor_reloads", "register_sample"):
+    for key in ("creates", "burst", "import_rows", "rotations", "floor_reloads", "floor_warmup",
+                "register_sample"):
         if getattr(args, key) < 0:
             p.error(f"--{key.replace('_', '-')} must be >= 0")
     if args.creates > 1000 or args.rotations > 1000 or args.burst > 5000 or args.import_rows > 80000:
@@ -127,10 +134,10 @@ async def run_phases(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp: 
         for n in ns:
             await ami.close()
             ami = await fresh_asterisk(cfg, f"the floor at N={n}")
-            env.stage(f"floor N={n}: writing {n} endpoints, first load, then "
-                      f"{args.floor_reloads} reloads (one endpoint more each)")
+            env.stage(f"floor N={n}: writing {n} endpoints, first load, {args.floor_warmup} "
+                      f"warm-up reloads, then {args.floor_reloads} timed (one endpoint more each)")
             results["floor"][str(n)] = await floor.measure(cfg, ami, n, args.floor_reloads,
-                                                           machine_pid(cfg))
+                                                           machine_pid(cfg), args.floor_warmup)
             await ami.close()
             ami = await fresh_asterisk(cfg, f"the phase N={n}")
             use_import = (not import_done) and n == args.import_rows
@@ -206,6 +213,11 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
         env.stage(f"phase N={n}: one SIPp REGISTER of a ready account takes "
                   f"{overhead.get('p50')} s (p50, inside every figure below)")
 
+        if args.floor_warmup and (args.creates or args.rotations):
+            # the same steady state as the floor: Asterisk reloads as many times first
+            env.stage(f"phase N={n}: {args.floor_warmup} warm-up reloads of sipprov's files")
+            results.setdefault("phase_warmup", {})[key] = await scenarios.warm_up(
+                svc, ami, args.floor_warmup, asterisk_pid)
         created: list[dict[str, Any]] = []
         if args.creates:
             env.stage(f"phase N={n}: {args.creates} sequential creates -> registrable")
@@ -216,6 +228,9 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
             cr["floor_reload_s"] = floor_s
             cr["ratio_p50_to_floor"] = ratio(cr["total_s"]["p50"], floor_s)
             cr["ratio_p95_to_floor"] = ratio(cr["total_s"]["p95"], floor_s)
+            # against the floor without the warm-up (Asterisk's first reloads)
+            cr["ratio_p50_to_early_floor"] = ratio(cr["total_s"]["p50"],
+                                                   results["floor"][key].get("reload_early_s"))
             results.setdefault("create_to_registrable", {})[key] = cr
             env.stage(f"phase N={n}: create -> registrable p50 {cr['total_s']['p50']} s, "
                       f"p95 {cr['total_s']['p95']} s, p50/floor {cr['ratio_p50_to_floor']}")
@@ -227,6 +242,8 @@ async def agents_phase(args: argparse.Namespace, cfg: Any, pg: env.Postgres, tmp
             rot["floor_reload_s"] = floor_s
             rot["ratio_p50_to_floor"] = ratio(rot["total_s"]["p50"], floor_s)
             rot["ratio_p95_to_floor"] = ratio(rot["total_s"]["p95"], floor_s)
+            rot["ratio_p50_to_early_floor"] = ratio(rot["total_s"]["p50"],
+                                                    results["floor"][key].get("reload_early_s"))
             results.setdefault("rotation", {})[key] = rot
             env.stage(f"phase N={n}: rotation p50 {rot['total_s']['p50']} s, "
                       f"p95 {rot['total_s']['p95']} s, p50/floor {rot['ratio_p50_to_floor']}")
@@ -285,6 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # the applier logs an expected warning or two while phases switch databases
         logging.getLogger("sipprov").setLevel(logging.ERROR)
+    if args.report_only:
+        import json
+
+        results = json.loads(Path(args.out).read_text())
+        results["goals"] = report.goals(results)
+        print(report.table(results))
+        if args.markdown:
+            report.write_markdown(results, Path(args.markdown))
+            print(f"wrote {args.markdown}", file=sys.stderr)
+        return 0
     problem = check_prerequisites()
     if problem:
         print(f"bench: {problem}", file=sys.stderr)
@@ -296,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": started.isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "options": {k: getattr(args, k) for k in ("agents", "creates", "burst", "import_rows",
-                                                  "rotations", "floor_reloads", "register_sample",
+                                                  "rotations", "floor_reloads", "floor_warmup",
+                                                  "register_sample",
                                                   "import_role", "hash_wait", "quick", "seed")},
         "machine": machine.machine(),
         "load": {"loadavg_start": machine.loadavg(), "busy_processes_start": machine.busy_processes()},

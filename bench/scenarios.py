@@ -288,6 +288,28 @@ async def sip_overhead(cfg: Config, accounts: dict[str, str], count: int = 5) ->
     return out
 
 
+# ----------------------------------------------------------------------------- warm-up
+
+
+async def warm_up(svc: Service, ami: AmiClient, count: int,
+                  asterisk_pid: int | None = None) -> dict[str, Any]:
+    """Reload res_pjsip `count` times on sipprov's own pjsip.conf (touched, same bytes),
+    so the creates run on an Asterisk in the same steady state as the floor's timed
+    reloads. Nothing is pending meanwhile (the applier is idle)."""
+    path = Path(svc.cfg.generated_dir) / render.PJSIP_CONF
+    times, cpus = [], []
+    for _ in range(count):
+        os.utime(path)
+        c0 = machine.cpu_seconds(asterisk_pid)
+        t = time.perf_counter()
+        await ami.reload("res_pjsip.so")
+        times.append(round(time.perf_counter() - t, 4))
+        c1 = machine.cpu_seconds(asterisk_pid)
+        if c0 is not None and c1 is not None:
+            cpus.append(round(c1 - c0, 3))
+    return {"reloads_s": times, "reloads_cpu_s": cpus}
+
+
 # ----------------------------------------------------------------------------- creates
 
 
