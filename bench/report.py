@@ -19,62 +19,63 @@ BURST_RELOADS_MAX = 5
 # What profiling found (pyinstrument + the apply steps timed one by one); kept with the
 # code so the report says it on every run. Update when the code changes.
 FINDINGS = """\
-Profiled while the other parts were being finished (2026-11-27, 2 cores shared with
-other test runs, load average 3-14): pyinstrument on the event loop (`--profile DIR`),
-the applier's steps timed one by one (`bench/applytrace.py`) and A/B runs of Asterisk
-alone. The service's event loop is idle more than 95 % of every stage: the time is
-spent waiting on Asterisk, not in Python. What sipprov controls, largest first:
+Profiled on 2026-11-27 while the other parts were being finished (2 cores shared with
+other test runs): pyinstrument on the event loop (`--profile DIR`), the applier's
+steps timed one by one (`bench/applytrace.py`) and A/B runs of Asterisk alone. The
+service's event loop is idle more than 95 % of every stage: the time is spent waiting
+on Asterisk, not in Python. At 10,000 agents about 90 % of create-to-registrable is
+Asterisk's own res_pjsip reload. What sipprov controls, largest first:
 
-1. **A second reload per create: pbx_config.** `dialplan/extensions.j2` writes one
-   `exten` per agent, so every create (and delete, extension change) changes
-   extensions.conf and the applier reloads pbx_config.so after res_pjsip.so: 0.4-0.6 s
-   at 10,000 agents (about 0.1x the floor), 1 extra reload per create. Proposed
-   (render/dialplan): one pattern for the agent range, checked against the endpoint,
-   so agent changes never touch extensions.conf (queue numbers stay exact extensions,
-   which Asterisk prefers over patterns):
+1. **A second reload per create: pbx_config** (open). `dialplan/extensions.j2` writes
+   one `exten` per agent, so every create (and delete, extension change) changes
+   extensions.conf and the applier reloads pbx_config.so after res_pjsip.so: about
+   0.4 s at 10,000 agents (0.07x the floor; 0.4-0.6 s on a busy machine). Proposed
+   (render/dialplan): one pattern for the agent range, checked against the endpoint, so
+   agent changes never touch extensions.conf (queue numbers stay exact extensions, which
+   Asterisk prefers over patterns):
    `exten => _[1-9]XXXX,1,GotoIf($["${DEVICE_STATE(PJSIP/${EXTEN})}" = "INVALID"]?none)`,
    `same => n,Dial(PJSIP/${EXTEN},30)`, `same => n,Hangup()`, `same => n(none),Hangup(1)`
    (the pattern built from extensions.first/last; DEVICE_STATE needs func_devstate.so,
    which the development PBX's module list in pbx.py does not load yet). Not tried here.
-2. **200 ms of debounce on an idle applier** (`sipprov/applier.py` `_debounce`,
-   `applier.debounce_ms`): every lone create and rotation waits 200 ms before its apply
-   starts: 0.04x the floor here, about 0.15x on a quiet machine where the floor is near
-   1.3 s. Proposed: apply at once when nothing was applied within the last debounce_ms
-   (leading edge); keep coalescing the changes that arrive while an apply runs.
-3. **The burst detector also catches sequential clients** (`sipprov/applier.py`
-   `_recent_changes`/`_debounce`: SMALL_BATCH = 1, BURST_HORIZON_S = BURST_QUIET_S =
-   1 s): two changes less than 1 s apart count as a burst even when the first was
-   applied before the second arrived, so a script that creates with ?wait=applied in a
-   loop waits 1 s of quiet per create. Seen at N = 1,000: HTTP p50 0.90 s while the
-   apply took 0.21 s. At 10,000 it does not fire (an apply takes more than 1 s) but it
-   will once applies get faster. Proposed: decide "burst" by the changes pending at
-   once (`self._changes - self._changes_applied > SMALL_BATCH`).
-4. **sipprov's endpoints cost Asterisk about 15 % more CPU per reload than the floor's**
-   (Asterisk CPU per reload at 10,000: about 5.1 s in the applies vs 4.3 s for the
-   floor; 5.5 MB of pjsip.conf vs 3.3 MB): each endpoint also carries direct_media,
-   rtp_symmetric, force_rport (already Asterisk's default), rewrite_contact, four
-   codecs, callerid and two set_var lines. Dropping the lines equal to Asterisk's
-   defaults (force_rport = yes; the set_var lines when "no") is a small gain that an
-   A/B on this machine could not separate from noise. Mapping endpoint/auth/aor to
-   three files in sorcery.conf cut reload CPU about 15 % in an A/B and would let a
-   rotation re-read only the auth file (res_sorcery_config skips unchanged files per
-   object type); a bigger change (pbx.py's sorcery.conf, the operator's own), not done.
-5. **Asterisk's own reloads slow down over the first few** of a big config (at 10,000
-   endpoints: about 2 s CPU for the first load, 2.5 s for the first reload, 4-5 s from
-   the third on; the same with the hand-written config). Not sipprov's; the bench
-   starts every floor and every phase on a fresh Asterisk and takes the median of
-   several reloads as the floor. DESIGN.md's "about 1.2 s per reload of 10,000" was not
-   reproduced here on a busy machine (2.5-3.5 s for the first reload, 4-7 s later).
-6. **Bulk import** (goal met with margin): commit about 4 s for 10,000 rows (validate
-   about 2 s, 40 % of it pydantic's EmailStr / email_validator), apply about 5 s (first
-   load of 10,000, pbx_config 0.4 s, verification by PJSIPShowEndpoints about 1 s,
-   mostly panoramisk building one Message per event; `Command: pjsip list endpoints`
-   was slower, 1.6-1.9 s, so not a fix). The import's argon2 web hashes (about 150 s
-   of CPU for 10,000) keep both cores busy for minutes after the agents are live.
-7. **Burst of 1,000** (goal met: 4 reloads, none lost, no duplicates): the wall time
-   (about 70-90 s at 10,000 here) is the creates' own argon2 web hashes (30 ms of CPU
-   each, on the same two cores where each reload of 10,000 takes about 5 s of
-   Asterisk CPU: the last create committed at about 47 s) plus the last apply.
+2. **Debounce of a lone change** (fixed in 76421ae): `applier.debounce_ms` was 200 ms,
+   paid by every single create and rotation; now 50 ms. Applying at once when the
+   applier is idle (leading edge) would save the last 50 ms (1 % at 10,000): not worth
+   it now.
+3. **The burst detector caught sequential clients** (fixed in 76421ae): two changes
+   less than 1 s apart counted as a burst (1 s of quiet) even when the first was applied
+   before the second arrived, so a script creating with ?wait=applied in a loop waited
+   about 1 s per create (at N = 1,000: HTTP p50 0.90 s for an apply of 0.21 s). A burst
+   is now "more than one change pending at once"; at N = 1,000 the HTTP p50 is 0.20 s
+   for an apply of 0.12 s.
+4. **sipprov's endpoints cost Asterisk a little more than the floor's** (open, minor):
+   5.5 MB of pjsip.conf for 10,000 agents against 3.3 MB; in the final run 5.28 s of
+   Asterisk CPU per reload in the applies against 5.01 s for the floor (+5 %), +14 % in
+   an A/B on fresh Asterisks. No single option accounts for it: dropping callerid, the
+   set_var lines, the four NAT/media flags or two of the four codecs each changed less
+   than the noise. Mapping endpoint/auth/aor to three files in sorcery.conf cut reload
+   CPU about 15 % in an A/B and would let a rotation re-read only the auth file
+   (res_sorcery_config skips unchanged files per object type); a bigger change (pbx.py
+   writes sorcery.conf; operators have their own), not done.
+5. **Asterisk's reloads slow down over the first several** of a big config (not
+   sipprov's): at 10,000 endpoints the CPU per reload goes from 2 s (the first load) to
+   2.4 s, 4.0 s, then about 5 s from the 8th reload on (32 reloads measured). The floor
+   is therefore taken after 8 warm-up reloads, and each phase gets the same warm-up
+   before its creates; without it the floor would be the first reloads' median and the
+   ratios about 8 % higher (both are in results.json). DESIGN.md's "about 1.2 s per
+   reload of 10,000" was not reproduced here: 2.4 s for the first reload after the first
+   load, about 5 s once warm.
+6. **Bulk import** (goal met with margin): commit 1.6 s for 10,000 rows (validate 0.8 s,
+   a good part of it pydantic's EmailStr / email_validator), then the apply: first load
+   of 10,000 in Asterisk, pbx_config 0.4 s, and verification by PJSIPShowEndpoints about
+   1 s, mostly panoramisk building one Message per event in Python
+   (`Command: pjsip list endpoints` was slower, 1.6-1.9 s: not a fix). The import's
+   argon2 web hashes (about 150 s of CPU for 10,000) keep both cores busy for minutes
+   after the agents are live; the bench stops them after `--hash-wait`.
+7. **Burst of 1,000** (goal met): the wall time is the creates' own argon2 web hashes
+   (30 ms of CPU each, on the same two cores where each reload of 10,000 takes about
+   5 s of Asterisk CPU: the last create commits after about 20 s) plus the apply that
+   carries the last ones. Earlier in the day, before 76421ae and on a busier machine,
+   the same burst took 46-87 s with 3-4 reloads.
 """
 
 
@@ -282,7 +283,6 @@ def _row(*cells: Any) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     m, v, load = r.get("machine", {}), r.get("versions", {}), r.get("load", {})
-    key = _largest(r)
     L: list[str] = []
     L.append("# Benchmarks")
     L.append("")
@@ -297,7 +297,7 @@ def markdown(r: dict[str, Any]) -> str:
     L.append("sudo .venv/bin/python -m bench --quick    # small run (~1 min)")
     L.append("```")
     L.append("")
-    L.append(f"Figures below: `{r.get('command')}`, {r.get('date')}, {r.get('duration_s')} s in all. "
+    L.append(f"Figures below: `{str(r.get('command')).strip()}`, {r.get('date')}, {r.get('duration_s')} s in all. "
              "Machine-readable: `bench/results.json`.")
     L.append("")
     L.append("## Machine and versions")
@@ -311,7 +311,11 @@ def markdown(r: dict[str, Any]) -> str:
              f"the end; other programs running: {', '.join(load.get('busy_processes_start') or []) or 'none seen'}")
     L.append("- These machines are shared and noisy: read medians and ratios, not single figures. "
              "The ratios divide by a floor measured in the same run on the same machine, so "
-             "they travel better than the absolute times.")
+             "they travel better than the absolute times. During development (other sessions' "
+             "test suites running, load average up to 14) the same command gave reloads of "
+             "10,000 endpoints from 4 to 7 s and create-to-registrable at 10,000 from 1.17x to "
+             "1.55x the floor (the latter before the applier changes of 76421ae and before the "
+             "floor's warm-up; see the findings).")
     L.append("")
 
     L.append("## Goals")
@@ -368,7 +372,9 @@ def markdown(r: dict[str, Any]) -> str:
          "With N agents already provisioned (bulk import), sequential `POST /api/v1/agents?wait=applied` "
          "then a SIPp REGISTER with the returned password, retried until 200 OK (bounded). Timed from "
          "just before the POST to the 200 OK. The REGISTER is a fresh SIPp process; what that costs alone "
-         "is in the last column (it is inside every figure)."),
+         "is in the last column (it is inside every figure). At 1,000 agents the floor is under "
+         "0.1 s, so fixed costs (the SIPp process, the HTTP request with its argon2 web password "
+         "hash, the database) dominate the ratio; the goal is set at 10,000."),
         ("5", "SIP password rotation", "rotation",
          "`POST /api/v1/agents/{id}/sip-password?wait=applied` on agents created above, then REGISTERs "
          "with the old and the new password at once, repeated until the old one is refused (401) and "
