@@ -180,7 +180,7 @@ async def search_agents(
     if q is not None and q.strip():
         text = validation.no_control(q.strip(), "q", max_len=200)
         pattern = sql.like_contains(text)
-        if text.isdigit() and len(text) <= 9:
+        if text.isdecimal() and len(text) <= 9:  # isdigit() takes "²", which int() refuses
             extension = int(text)
     rows = await sql.search(
         conn,

@@ -40,7 +40,8 @@ class DatabaseConfig:
     embedded_dir: Path = DEFAULT_STATE_DIR / "pgdata"
     pool_min: int = 2
     pool_max: int = 20
-    # Seconds a request may wait for a connection before answering 503.
+    # Seconds to wait for PostgreSQL to accept a new connection; past it the
+    # request answers 503. (Requests waiting for a free pool connection queue.)
     acquire_timeout_s: float = 5.0
 
 

@@ -120,7 +120,13 @@ async def send_credentials(smtp: SmtpConfig, creds: Credentials) -> MailResult:
         return MailResult(False, "credentials are never e-mailed for the Extension role")
     if not smtp.host:
         return MailResult(False, "e-mail is not configured (smtp.host is empty)")
-    message = build_message(smtp, creds)
+    try:
+        message = build_message(smtp, creds)
+    except ValueError as exc:  # e.g. a non-ASCII address formataddr() cannot encode
+        # Called after the commit: raising would lose the credentials' only reply.
+        error = f"the message cannot be built for this address ({type(exc).__name__})"
+        log.warning("credentials e-mail for login %s not sent: %s", creds.login, error)
+        return MailResult(False, error)
     try:
         await aiosmtplib.send(
             message,

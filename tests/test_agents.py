@@ -776,6 +776,15 @@ async def test_search_pagination(cfg: Config, agent_pool: asyncpg.Pool) -> None:
         assert exc.value.field == "limit"
 
 
+async def test_search_digit_like_query_is_not_an_error(cfg: Config, agent_pool: asyncpg.Pool) -> None:
+    """Characters str.isdigit() accepts but int() refuses (superscripts, circled digits)
+    are searched as text, not taken for an extension (was a ValueError, an HTTP 500)."""
+    made = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
+    for q in ["\u00b2", "1\u00b2", "\u2460"]:
+        assert (await agents.search_agents(agent_pool, q=q)).items == []
+    assert [a.id for a in (await agents.search_agents(agent_pool, q=str(made.extension))).items] == [made.id]
+
+
 # --- secrets -------------------------------------------------------------------------
 
 

@@ -154,3 +154,17 @@ async def test_smtp_rejection_is_reported(cfg: Config) -> None:
     finally:
         controller.stop()
     assert result.sent is False and "550" in (result.error or "")
+
+
+async def test_unmailable_address_is_reported_not_a_500(admin: aiohttp.ClientSession,
+                                                        inbox: Inbox) -> None:
+    # An internationalized address is a valid e-mail, but the message cannot be built
+    # for it: the agent is committed, so the reply must still carry the credentials.
+    r = await call(admin, "POST", "/api/v1/agents", json=agent_body(
+        email="jörg@example.com", send_credentials=True))
+    assert r.status == 201, r.body
+    assert r.body["credentials"]["sip"]["password"]
+    mail = r.body["credentials_email"]
+    assert mail["sent"] is False and mail["error"]
+    assert r.body["credentials"]["web_password"] not in mail["error"]
+    assert inbox.messages == []

@@ -239,7 +239,7 @@ async def _sync_extensions(pool: asyncpg.Pool, cfg: Config) -> None:
 
 
 async def _resolve(pool: asyncpg.Pool, ref: str) -> Agent:
-    if ref.isdigit():
+    if ref.isdecimal():
         return await agents.get_agent(pool, int(ref))
     found = await agents.find_agent(pool, ref)
     if found is None:
