@@ -43,7 +43,12 @@ async def serve(cfg: Config) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=30.0)
     await runner.setup()
     site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:  # e.g. the port is taken: stop cleanly, nothing pending is lost
+        await runner.cleanup()
+        await stop_services(services)
+        raise
     log.info("sipprov listening on http://%s:%d", cfg.http.host, cfg.http.port)
 
     stop = asyncio.Event()

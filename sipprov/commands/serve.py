@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from ..config import Config
+from .common import EXIT_FAILED, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,5 +21,9 @@ async def run(cfg: Config, args: argparse.Namespace) -> int:
 
     changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg.http = dataclasses.replace(cfg.http, **changes)
-    await serve(cfg)
+    try:
+        await serve(cfg)
+    except OSError as exc:
+        return fail(f"cannot listen on {cfg.http.host}:{cfg.http.port}: {exc.strerror or exc}",
+                    EXIT_FAILED)
     return 0
