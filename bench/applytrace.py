@@ -15,12 +15,12 @@ import functools
 import time
 from typing import Any, Callable, Iterator
 
-from sipprov import applier as applier_mod
-from sipprov import ami as ami_mod
-from sipprov import files as files_mod
-from sipprov import render as render_mod
-from sipprov import snapshot as snapshot_mod
-from sipprov.sql import config_state
+from sipprov.apply import ami as ami_mod
+from sipprov.apply import applier as applier_mod
+from sipprov.apply import files as files_mod
+from sipprov.apply import render as render_mod
+from sipprov.apply import snapshot as snapshot_mod
+from sipprov.db.sql import config_state
 
 from .machine import cpu_seconds
 from .stats import summary

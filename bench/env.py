@@ -28,8 +28,9 @@ import asyncpg
 from aiohttp import web
 
 from sipprov import pbx as pbx_mod
-from sipprov import server, tokens
-from sipprov.ami import AmiClient
+from sipprov import server
+from sipprov.access import tokens
+from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.http.app import create_app
@@ -92,7 +93,7 @@ class Postgres:
         self.base_dsn = ""
 
     def start(self) -> str:
-        from sipprov import database
+        from sipprov.db import database
 
         self.base_dsn = database.start_embedded(self.data_dir)
         return self.base_dsn

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sipprov import pbx as pbx_mod
-from sipprov import sipp
-from sipprov.ami import AmiClient
+from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
+from sipprov.pbx import sipp
 
 from . import machine
 from .env import stage

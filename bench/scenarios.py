@@ -26,10 +26,12 @@ from typing import Any
 
 import aiohttp
 
-from sipprov import bulk, files, render, sipp
-from sipprov import snapshot as snapshot_mod
-from sipprov.ami import AmiClient
+from sipprov.apply import files, render
+from sipprov.apply import snapshot as snapshot_mod
+from sipprov.apply.ami import AmiClient
+from sipprov.bulk import importer as bulk
 from sipprov.config import Config
+from sipprov.pbx import sipp
 
 from . import machine
 from .env import Service, stage
@@ -213,7 +215,7 @@ async def bulk_import(svc: Service, ami: AmiClient, tmp: Path, n: int, role: str
     if hash_wait_s > 0 and not task.done():
         stage(f"bulk import: waiting up to {hash_wait_s:g} s for the web password hashes")
         await asyncio.wait({task}, timeout=hash_wait_s)
-    bulk_log = logging.getLogger("sipprov.bulk")
+    bulk_log = logging.getLogger("sipprov.bulk.importer")
     level = bulk_log.level
     if not task.done():
         # import_file logs the interruption as an error; here it is the bench's choice

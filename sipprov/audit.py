@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from .sql import audit as sql
+from sipprov.db.sql import audit as sql
 
 # Keys dropped from details whatever their value: passwords, hashes, digests, tokens.
 # Matched by name and suffix rather than substring, so a flag such as

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from .config import Config
+from sipprov.config import Config
 
 if TYPE_CHECKING:
-    from .applier import Applier
+    from sipprov.apply.applier import Applier
 
 
 @dataclass

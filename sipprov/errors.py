@@ -3,7 +3,7 @@ CLI to a message and exit code, so the same rule gives the same answer everywher
 
 from __future__ import annotations
 
-from .database import DatabaseUnavailable
+from sipprov.db.database import DatabaseUnavailable
 
 
 class SipprovError(Exception):

@@ -16,8 +16,8 @@ from email.utils import formataddr, make_msgid
 
 import aiosmtplib
 
-from .config import SmtpConfig
-from .models import AgentCreated
+from sipprov.agents.models import AgentCreated
+from sipprov.config import SmtpConfig
 
 log = logging.getLogger(__name__)
 

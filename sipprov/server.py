@@ -13,11 +13,12 @@ import signal
 
 from aiohttp import web
 
-from . import database, extensions
-from .applier import Applier
-from .config import Config
-from .context import Services
-from .http.app import create_app
+from sipprov.agents import extensions
+from sipprov.apply.applier import Applier
+from sipprov.config import Config
+from sipprov.context import Services
+from sipprov.db import database
+from sipprov.http.app import create_app
 
 log = logging.getLogger(__name__)
 

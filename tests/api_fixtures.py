@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import extensions, tokens
+from sipprov.access import tokens
+from sipprov.agents import extensions
 from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.http import create_app

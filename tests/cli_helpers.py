@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from sipprov import config as config_mod
-from sipprov import database
+from sipprov.db import database
 
 
 def toml_config(dsn: str, tmp: Path, ami_port: int = 1) -> str:

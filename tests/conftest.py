@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from sipprov import config as config_mod
-from sipprov import database
+from sipprov.db import database
 
 pytest_plugins = ["tests.pbx_fixtures"]
 
@@ -125,7 +125,7 @@ def pytest_runtest_makereport(item, call):
 async def agent_pool(cfg: config_mod.Config, pool: asyncpg.Pool) -> asyncpg.Pool:
     """`pool` with the extension pool synced to cfg.extensions, as the service does on
     start (tests that change cfg.extensions sync again themselves)."""
-    from sipprov import extensions
+    from sipprov.agents import extensions
 
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)

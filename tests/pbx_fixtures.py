@@ -24,10 +24,10 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
-from sipprov import render as render_mod
-from sipprov.ami import AmiClient
+from sipprov.apply import files as files_mod
+from sipprov.apply import render as render_mod
+from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
 
 TEST_AMI_PORT = 15038

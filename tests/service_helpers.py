@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import asyncpg
 
-from sipprov.models import AgentCreate, parse
-from sipprov.sql import config_state
+from sipprov.agents.models import AgentCreate, parse
+from sipprov.db.sql import config_state
 
 ACTOR = "admin:test"
 

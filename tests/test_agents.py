@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipprov import agents, audit, directory, extensions, naming, passwords, queues
-from sipprov.config import Config, ExtensionsConfig
-from sipprov.errors import AuthError, ConflictError, NotFoundError, ValidationError
-from sipprov.models import (
+from sipprov import audit
+from sipprov.agents import extensions, naming, passwords
+from sipprov.agents import service as agents
+from sipprov.agents.models import (
     AccountTypeCreate,
     AgentCreated,
     AgentUpdate,
@@ -25,6 +25,10 @@ from sipprov.models import (
     QueueUpdate,
     parse,
 )
+from sipprov.config import Config, ExtensionsConfig
+from sipprov.directory import lookups as directory
+from sipprov.directory import queues
+from sipprov.errors import AuthError, ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker, version
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).

@@ -10,11 +10,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from sipprov import tokens
-from sipprov.commands import tokens as token_cmd
+from sipprov.access import tokens
+from sipprov.access.ratelimit import LoginRateLimiter
+from sipprov.cli.commands import tokens as token_cmd
 from sipprov.config import SecurityConfig
 from sipprov.errors import RateLimitedError
-from sipprov.ratelimit import LoginRateLimiter
 from tests.api_helpers import FakeClock, agent_body, call
 
 pytest_plugins = ["tests.api_fixtures"]

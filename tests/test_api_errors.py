@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import database
 from sipprov.config import Config
 from sipprov.context import Services
+from sipprov.db import database
 from sipprov.http import create_app
 from tests.api_helpers import agent_body, call
 

@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 import requests
 import schemathesis
-from schemathesis import GenerationMode
 from aiohttp import web
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -33,11 +33,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from sipprov import agents, database, extensions, queues, tokens
+from sipprov.access import tokens
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, QueueCreate
 from sipprov.config import Config
 from sipprov.context import Services
+from sipprov.db import database
+from sipprov.directory import queues
 from sipprov.http import create_app
-from sipprov.models import AgentCreate, QueueCreate
 from tests.conftest import _dsn_for
 
 EXAMPLES_PER_OPERATION = 45

@@ -12,11 +12,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import database, extensions, sipp, tokens
-from sipprov.applier import Applier
+from sipprov.access import tokens
+from sipprov.agents import extensions
+from sipprov.apply.applier import Applier
 from sipprov.config import Config
 from sipprov.context import Services
+from sipprov.db import database
 from sipprov.http import create_app
+from sipprov.pbx import sipp
 from tests.api_helpers import agent_body, call
 
 pytestmark = pytest.mark.pbx

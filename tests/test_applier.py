@@ -16,14 +16,16 @@ from typing import Any, AsyncIterator
 import asyncpg
 import pytest
 
-from sipprov import agents, extensions, render_cli
-from sipprov import render as render_mod
-from sipprov.ami import AmiError, QueueMember
-from sipprov.applier import Applier
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, QueueAssignment, QueueCreate
+from sipprov.apply import render as render_mod
+from sipprov.apply.ami import AmiError, QueueMember
+from sipprov.apply.applier import Applier
+from sipprov.cli import renderops as render_cli
 from sipprov.config import Config
-from sipprov.models import AgentCreate, QueueAssignment, QueueCreate
-from sipprov.sql import config_state
-from sipprov import queues as queues_mod
+from sipprov.db.sql import config_state
+from sipprov.directory import queues as queues_mod
 from tests.asterisk_conf import parse
 
 

@@ -20,14 +20,19 @@ from typing import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from sipprov import agents, database, extensions, queues, render_cli, sipp
 from sipprov import pbx as pbx_mod
-from sipprov import render as render_mod
-from sipprov.ami import AmiClient, AmiError
-from sipprov.applier import Applier
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
+from sipprov.apply import render as render_mod
+from sipprov.apply.ami import AmiClient, AmiError
+from sipprov.apply.applier import Applier
+from sipprov.cli import renderops as render_cli
 from sipprov.config import Config, ExtensionsConfig
-from sipprov.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
-from sipprov.sql import config_state
+from sipprov.db import database
+from sipprov.db.sql import config_state
+from sipprov.directory import queues
+from sipprov.pbx import sipp
 from tests.pbx_fixtures import clean_asterisk
 
 pytestmark = pytest.mark.pbx

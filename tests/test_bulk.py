@@ -26,16 +26,22 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from sipprov import agentcsv, agents, bulk, bulkhash, database, directory, extensions, naming
-from sipprov import passwords, queues
-from sipprov.config import Config, ExtensionsConfig
-from sipprov.models import (
+from sipprov.agents import extensions, naming, passwords
+from sipprov.agents import service as agents
+from sipprov.agents.models import (
     AccountTypeCreate,
     AgentCreate,
     DepartmentCreate,
     QueueCreate,
     RoleCreate,
 )
+from sipprov.bulk import csvformat as agentcsv
+from sipprov.bulk import hashing as bulkhash
+from sipprov.bulk import importer as bulk
+from sipprov.config import Config, ExtensionsConfig
+from sipprov.db import database
+from sipprov.directory import lookups as directory
+from sipprov.directory import queues
 from tests.conftest import cloned_database
 from tests.pbx_fixtures import clean_asterisk
 
@@ -530,9 +536,9 @@ async def test_import_is_registrable_in_asterisk(pbx, pbx_config: Config, db_dsn
     """A 1,200-row import reaches the real Asterisk with at most 2 res_pjsip reloads, even
     with a service's applier running next to the CLI's own apply; SIPp registers a sample
     with the passwords of the credentials file."""
-    from sipprov import sipp
-    from sipprov.ami import AmiClient
-    from sipprov.applier import Applier
+    from sipprov.apply.ami import AmiClient
+    from sipprov.apply.applier import Applier
+    from sipprov.pbx import sipp
 
     reloads: list[str] = []
     original = AmiClient.reload
@@ -604,7 +610,7 @@ async def test_bench_import_10000_until_registrable(pbx, pbx_config: Config, db_
     more static queue members, Asterisk itself stops answering REGISTERs for tens of
     seconds after the reload (app_queue device-state churn; measured, reported to the
     lead) - that is the applier's and Asterisk's cost, not the import's."""
-    from sipprov import sipp
+    from sipprov.pbx import sipp
 
     async def no_hash(pool, items, scheme, **kw):
         return bulkhash.HashResult(0, 0)

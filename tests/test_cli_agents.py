@@ -18,10 +18,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from sipprov import agents, extensions, queues
 from sipprov import config as config_mod
-from sipprov.cli import main
-from sipprov.models import QueueCreate
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import QueueCreate
+from sipprov.cli.main import main
+from sipprov.directory import queues
 
 from .cli_helpers import run_db, toml_config
 
@@ -50,7 +52,7 @@ def cli(conf: Path, *argv: str) -> int:
 
 
 def sub(conf: Path | None, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "sipprov.cli"]
+    cmd = [sys.executable, "-m", "sipprov.cli.main"]
     if conf is not None:
         cmd += ["-c", str(conf)]
     return subprocess.run(cmd + ["agents", *argv], input=stdin, capture_output=True, text=True,

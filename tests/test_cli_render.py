@@ -7,10 +7,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from sipprov import agents, extensions
 from sipprov import config as config_mod
-from sipprov.cli import main
-from sipprov.models import AgentCreate
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate
+from sipprov.cli.main import main
 
 from .cli_helpers import run_db, toml_config
 

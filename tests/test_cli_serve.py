@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from sipprov.cli import main
+from sipprov.cli.main import main
 
 from .cli_helpers import toml_config
 

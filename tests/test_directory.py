@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from sipprov import agents, audit, directory
-from sipprov.config import Config
-from sipprov.errors import ConflictError, NotFoundError, ValidationError
-from sipprov.models import (
+from sipprov import audit
+from sipprov.agents import service as agents
+from sipprov.agents.models import (
     AccountTypeCreate,
     AccountTypeUpdate,
     DepartmentCreate,
@@ -17,6 +16,9 @@ from sipprov.models import (
     RoleUpdate,
     parse,
 )
+from sipprov.config import Config
+from sipprov.directory import lookups as directory
+from sipprov.errors import ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).

@@ -8,7 +8,7 @@ import time
 import asyncpg
 import pytest
 
-from sipprov import extensions
+from sipprov.agents import extensions
 from sipprov.config import Config, ExtensionsConfig
 from sipprov.errors import ConflictError, ValidationError
 

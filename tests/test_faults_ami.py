@@ -25,11 +25,12 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import database, extensions
 from sipprov import pbx as pbx_mod
-from sipprov.applier import Applier
+from sipprov.agents import extensions
+from sipprov.apply.applier import Applier
 from sipprov.config import Config
 from sipprov.context import Services
+from sipprov.db import database
 from sipprov.http import create_app
 from tests.api_helpers import call
 from tests.faults.pbxutil import clean_asterisk, config_for, endpoints, ensure_running
@@ -81,7 +82,7 @@ async def test_wrong_secret_is_reported_retried_and_fixed_by_a_restart(
     finally:
         assert await serve.stop() == 0
     log = serve.output()
-    assert re.search(r"WARNING sipprov\.applier: apply deferred, retrying in [0-9.]+ s: "
+    assert re.search(r"WARNING sipprov\.apply\.applier: apply deferred, retrying in [0-9.]+ s: "
                      r"AMI at 127\.0\.0\.1:\d+ refused Login", log), log[-2000:]
     assert wrong not in log and ami_cfg.asterisk.ami_secret not in log
 
@@ -156,7 +157,7 @@ async def _assert_reported(env: InProcess, caplog: pytest.LogCaptureFixture,
     while env.services.applier.status()["attempts"] < attempts + 2:
         assert time.monotonic() < deadline, env.services.applier.status()
         await asyncio.sleep(0.1)
-    deferred = [rec for rec in caplog.records if rec.name == "sipprov.applier"
+    deferred = [rec for rec in caplog.records if rec.name == "sipprov.apply.applier"
                 and rec.levelno == logging.WARNING and "apply deferred" in rec.getMessage()]
     assert len(deferred) >= 2 and re.search(pattern, deferred[-1].getMessage())
     assert env.cfg.asterisk.ami_secret not in caplog.text

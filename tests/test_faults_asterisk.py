@@ -21,16 +21,20 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from sipprov import agents, database, extensions, queues, sipp
 from sipprov import pbx as pbx_mod
-from sipprov import render as render_mod
-from sipprov import snapshot as snapshot_mod
-from sipprov.ami import AmiClient
-from sipprov.applier import Applier
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, QueueAssignment, QueueCreate
+from sipprov.apply import render as render_mod
+from sipprov.apply import snapshot as snapshot_mod
+from sipprov.apply.ami import AmiClient
+from sipprov.apply.applier import Applier
+from sipprov.apply.snapshot import Snapshot
 from sipprov.config import Config
-from sipprov.models import AgentCreate, QueueAssignment, QueueCreate
-from sipprov.snapshot import Snapshot
-from sipprov.sql import config_state
+from sipprov.db import database
+from sipprov.db.sql import config_state
+from sipprov.directory import queues
+from sipprov.pbx import sipp
 from tests.faults.expect import assert_files_mean, read_back
 from tests.faults.pbxutil import (
     HOST,

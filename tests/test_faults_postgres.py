@@ -22,13 +22,15 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import database, extensions, tokens
-from sipprov import applier as applier_mod
-from sipprov.applier import Applier
+from sipprov.access import tokens
+from sipprov.agents import extensions
+from sipprov.apply import applier as applier_mod
+from sipprov.apply.applier import Applier
 from sipprov.config import Config
 from sipprov.context import Services
+from sipprov.db import database
+from sipprov.db.sql import config_state
 from sipprov.http import create_app
-from sipprov.sql import config_state
 from tests.api_helpers import Reply, call
 from tests.faults.pbxutil import (
     assert_disk_matches_database,

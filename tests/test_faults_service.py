@@ -25,11 +25,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
-from sipprov import sipp
+from sipprov.apply import files as files_mod
 from sipprov.config import Config
-from sipprov.sql import config_state
+from sipprov.db.sql import config_state
+from sipprov.pbx import sipp
 from tests.api_helpers import call
 from tests.faults.pbxutil import (
     HOST,
@@ -178,7 +178,7 @@ async def test_sigterm_drains_a_slow_request_then_exits_0(
 _WRITER = r"""
 import sys
 from pathlib import Path
-from sipprov import files
+from sipprov.apply import files
 directory = Path(sys.argv[1])
 a = b"; version A\n" + b"[a]\ntype=aor\n" * 400_000
 b = b"; version B\n" + b"[b]\ntype=aor\n" * 400_000

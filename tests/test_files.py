@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sipprov import files
+from sipprov.apply import files
 
 
 def _mode(path: Path) -> int:

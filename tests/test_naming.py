@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipprov import naming, validation
+from sipprov.agents import naming, validation
 
 
 @pytest.mark.parametrize(

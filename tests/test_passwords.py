@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sipprov import passwords
+from sipprov.agents import passwords
 from sipprov.errors import ValidationError
 
 AMBIGUOUS = set("0Oo1lI")

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from sipprov import pbx as pbx_mod
-from sipprov import sipp
-from sipprov.ami import AmiClient
+from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
+from sipprov.pbx import sipp
 from tests.pbx_fixtures import write_generated
 
 pytestmark = pytest.mark.pbx
@@ -277,7 +277,7 @@ async def test_register_answered_while_queue_members_flood_device_state(
 async def test_ami_errors(pbx, pbx_config: Config, ami: AmiClient) -> None:
     import dataclasses
 
-    from sipprov.ami import AmiError
+    from sipprov.apply.ami import AmiError
 
     assert (await ami.version()).startswith("22.")
     await ami.ping()

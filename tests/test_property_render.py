@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipprov import render
+from sipprov.apply import render
+from sipprov.apply.render import UnsafeValueError
+from sipprov.apply.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
 from sipprov.config import Config
-from sipprov.render import UnsafeValueError
-from sipprov.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
 from tests.faults.expect import (
     ASTERISK_LINE_MAX_BYTES,
     ASTERISK_SECTION_MAX_BYTES,

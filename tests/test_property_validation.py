@@ -8,7 +8,7 @@ and the service use (models.parse, the validators, naming, passwords, render) so
 stay fast; tests/test_security.py and the HTTP part at the end of this file send a few
 hundred of them through the real HTTP API and database.
 
-The service derives some values before its transaction (sipprov/agents.py create_agent:
+The service derives some values before its transaction (sipprov/agents/service.py create_agent:
 the login from the names, the caller id and chat name defaults, the password policy);
 `service_view` below does the same, in the same order, with the same functions.
 """
@@ -24,10 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipprov import naming, passwords, render, snapshot, validation
-from sipprov.config import Config
-from sipprov.errors import ValidationError
-from sipprov.models import (
+from sipprov.agents import naming, passwords, validation
+from sipprov.agents.models import (
     AccountTypeCreate,
     AgentCreate,
     AgentUpdate,
@@ -37,7 +35,10 @@ from sipprov.models import (
     RoleCreate,
     parse,
 )
-from sipprov.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
+from sipprov.apply import render, snapshot
+from sipprov.apply.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
+from sipprov.config import Config
+from sipprov.errors import ValidationError
 from tests.api_helpers import call
 from tests.faults.expect import assert_files_mean
 from tests.faults.strategies import each_field, hostile_text
@@ -127,7 +128,7 @@ class Accepted:
 
 def service_view(data: AgentCreate, extension: int = 101) -> Accepted:
     """What create_agent derives and checks before it touches the database, and the row
-    the snapshot then holds for this agent (sipprov/agents.py, sql/snapshot.py)."""
+    the snapshot then holds for this agent (sipprov/agents/service.py, sql/snapshot.py)."""
     sec = CFG.security
     base_login = data.login or naming.derive_login(data.first_name, data.last_name)
     if data.password is not None:

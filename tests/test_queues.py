@@ -7,10 +7,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipprov import agents, audit, queues
+from sipprov import audit
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentUpdate, QueueCreate, QueueUpdate, parse
 from sipprov.config import Config
+from sipprov.directory import queues
 from sipprov.errors import ConflictError, NotFoundError, ValidationError
-from sipprov.models import AgentUpdate, QueueCreate, QueueUpdate, parse
 from tests.service_helpers import ACTOR, agent_maker, version
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from sipprov import render as render_mod
+from sipprov.apply import render as render_mod
+from sipprov.apply.render import UnsafeValueError, render
+from sipprov.apply.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
 from sipprov.config import Config
-from sipprov.render import UnsafeValueError, render
-from sipprov.snapshot import AgentConf, QueueConf, QueueMemberConf, Snapshot
 from tests.asterisk_conf import ConfFile, parse_bytes
 
 MD5 = "5f4dcc3b5aa765d61d8327deb882cf99"

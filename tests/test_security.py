@@ -38,7 +38,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sipprov import bulk, files, tokens
+from sipprov.access import tokens
+from sipprov.apply import files
+from sipprov.bulk import importer as bulk
 from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.http import create_app
@@ -448,9 +450,11 @@ def _documented_failregex() -> re.Pattern[str]:
 async def test_fail2ban_filter_matches_asterisk_security_log(pbx, pbx_config: Config) -> None:
     """The filter documented for fail2ban bans what fails to authenticate against the
     real Asterisk 22 (wrong password, unknown account) - and not a good login."""
-    from sipprov import passwords, render, sipp
-    from sipprov.ami import AmiClient
-    from sipprov.snapshot import AgentConf, Snapshot
+    from sipprov.agents import passwords
+    from sipprov.apply import render
+    from sipprov.apply.ami import AmiClient
+    from sipprov.apply.snapshot import AgentConf, Snapshot
+    from sipprov.pbx import sipp
 
     realm = pbx_config.asterisk.sip_realm
     d = passwords.sip_digests("199", realm, "GoodSipPassword123")

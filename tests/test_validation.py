@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipprov import validation
-from sipprov.errors import ValidationError
-from sipprov.models import (
+from sipprov.agents import validation
+from sipprov.agents.models import (
     AccountTypeCreate,
     AgentCreate,
     AgentUpdate,
@@ -25,6 +24,7 @@ from sipprov.models import (
     RoleCreate,
     parse,
 )
+from sipprov.errors import ValidationError
 
 CONTROL = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\u2028", "\u2029", "\u0085", "\u200b", "\u202e"]
 CONFIG_SYNTAX = ["[", "]", ";", "#", '"', "\\", "=", ","]

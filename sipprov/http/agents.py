@@ -8,27 +8,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import agents, mailer
-from ..models import (
+from sipprov import mailer
+from sipprov.agents import service as agents
+from sipprov.agents.models import (
     AgentCreate,
     AgentUpdate,
     SipPasswordSet,
     WebPasswordSet,
     parse,
 )
-from ..validation import DEPARTMENT_NAME_MAX, ROLE_NAME_MAX
-from .errors import read_json_object
-from .keys import SERVICES, actor
-from .openapi_schemas import (
+from sipprov.agents.validation import DEPARTMENT_NAME_MAX, ROLE_NAME_MAX
+from sipprov.http.errors import read_json_object
+from sipprov.http.keys import SERVICES, actor
+from sipprov.http.openapi_schemas import (
     AGENT_CREATED_SCHEMA,
     AGENT_PAGE_SCHEMA,
     AGENT_SCHEMA,
     SIP_SCHEMA,
     WEB_PASSWORD_SCHEMA,
 )
-from .responses import json_response, path_int, query_bool, query_int, query_str
-from .routes import Param, Reply, Route
-from .waiting import parse_wait, respond
+from sipprov.http.responses import json_response, path_int, query_bool, query_int, query_str
+from sipprov.http.routes import Param, Reply, Route
+from sipprov.http.waiting import parse_wait, respond
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

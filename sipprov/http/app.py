@@ -9,13 +9,13 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..context import Services
-from ..ratelimit import LoginRateLimiter
-from . import agents, auth_routes, avatars, directory, openapi, queues, status
-from .auth import auth_middleware
-from .errors import error_middleware
-from .keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
-from .routes import Route
+from sipprov.access.ratelimit import LoginRateLimiter
+from sipprov.context import Services
+from sipprov.http import agents, auth_routes, avatars, directory, openapi, queues, status
+from sipprov.http.auth import auth_middleware
+from sipprov.http.errors import error_middleware
+from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
+from sipprov.http.routes import Route
 
 
 def route_table() -> list[Route]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import AuthError, ForbiddenError
-from ..tokens import verify_token
-from .errors import Handler
-from .keys import PUBLIC_ROUTES, SERVICES, TOKEN
+from sipprov.access.tokens import verify_token
+from sipprov.errors import AuthError, ForbiddenError
+from sipprov.http.errors import Handler
+from sipprov.http.keys import PUBLIC_ROUTES, SERVICES, TOKEN
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_LENGTH = 256

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import agents
-from ..errors import AuthError
-from ..models import parse
-from .bodies import ChangePasswordRequest, LoginRequest
-from .errors import read_json_object
-from .keys import LOGIN_LIMITER, SERVICES
-from .responses import json_response
-from .routes import Reply, Route
+from sipprov.agents import service as agents
+from sipprov.agents.models import parse
+from sipprov.errors import AuthError
+from sipprov.http.bodies import ChangePasswordRequest, LoginRequest
+from sipprov.http.errors import read_json_object
+from sipprov.http.keys import LOGIN_LIMITER, SERVICES
+from sipprov.http.responses import json_response
+from sipprov.http.routes import Reply, Route
 
 LOGIN_SCHEMA = {
     "type": "object",

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import NotFoundError
-from ..sql import avatars as sql
-from .errors import PayloadTooLargeError, UnsupportedMediaError
-from .keys import SERVICES
-from .responses import path_int
-from .routes import Reply, Route
+from sipprov.db.sql import avatars as sql
+from sipprov.errors import NotFoundError
+from sipprov.http.errors import PayloadTooLargeError, UnsupportedMediaError
+from sipprov.http.keys import SERVICES
+from sipprov.http.responses import path_int
+from sipprov.http.routes import Reply, Route
 
 MAX_AVATAR_BYTES = 8 * 1024 * 1024
 TYPES = ("image/png", "image/jpeg", "image/webp")

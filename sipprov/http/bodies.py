@@ -1,5 +1,5 @@
 """Request bodies that belong to the HTTP API alone (the service layer's inputs are in
-sipprov/models.py). Same rules as there: unknown fields refused, input never echoed."""
+sipprov/agents/models.py). Same rules as there: unknown fields refused, input never echoed."""
 
 from __future__ import annotations
 

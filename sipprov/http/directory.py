@@ -8,8 +8,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .. import directory
-from ..models import (
+from sipprov.agents.models import (
     AccountTypeCreate,
     AccountTypeUpdate,
     DepartmentCreate,
@@ -18,11 +17,17 @@ from ..models import (
     RoleUpdate,
     parse,
 )
-from .errors import read_json_object
-from .keys import SERVICES, actor
-from .openapi_schemas import ACCOUNT_TYPE_SCHEMA, DEPARTMENT_SCHEMA, ROLE_SCHEMA, list_of
-from .responses import json_response
-from .routes import Reply, Route, Schema
+from sipprov.directory import lookups as directory
+from sipprov.http.errors import read_json_object
+from sipprov.http.keys import SERVICES, actor
+from sipprov.http.openapi_schemas import (
+    ACCOUNT_TYPE_SCHEMA,
+    DEPARTMENT_SCHEMA,
+    ROLE_SCHEMA,
+    list_of,
+)
+from sipprov.http.responses import json_response
+from sipprov.http.routes import Reply, Route, Schema
 
 ROLES = "/api/v1/roles"
 DEPARTMENTS = "/api/v1/departments"

@@ -16,9 +16,9 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from ..database import DatabaseUnavailable, is_unavailable
-from ..errors import RateLimitedError, SipprovError, ValidationError
-from .keys import SERVICES
+from sipprov.db.database import DatabaseUnavailable, is_unavailable
+from sipprov.errors import RateLimitedError, SipprovError, ValidationError
+from sipprov.http.keys import SERVICES
 
 log = logging.getLogger(__name__)
 

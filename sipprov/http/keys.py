@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..context import Services
-from ..ratelimit import LoginRateLimiter
-from ..tokens import TokenInfo
+from sipprov.access.ratelimit import LoginRateLimiter
+from sipprov.access.tokens import TokenInfo
+from sipprov.context import Services
 
 SERVICES = web.AppKey("services", Services)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginRateLimiter)

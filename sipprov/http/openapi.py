@@ -16,11 +16,11 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
-from .keys import OPENAPI_DOCUMENT
-from .routes import JSON, Reply, Route, Schema
-from .waiting import PARAMS as WAIT_PARAMS
-from .waiting import VERSION_HEADER
+from sipprov import __version__
+from sipprov.http.keys import OPENAPI_DOCUMENT
+from sipprov.http.routes import JSON, Reply, Route, Schema
+from sipprov.http.waiting import PARAMS as WAIT_PARAMS
+from sipprov.http.waiting import VERSION_HEADER
 
 REF = "#/components/schemas/{model}"
 

@@ -1,12 +1,12 @@
 """Response schemas the handlers declare, built from the output dataclasses of
-sipprov/models.py (referenced with `ref`, resolved by openapi.py) plus the few
+sipprov/agents/models.py (referenced with `ref`, resolved by openapi.py) plus the few
 envelopes the HTTP layer adds (credentials, the credentials e-mail, pages)."""
 
 from __future__ import annotations
 
-from ..models import AccountType, Agent, Department, Queue, Role, SipCredentials
-from .openapi import ref
-from .routes import Schema
+from sipprov.agents.models import AccountType, Agent, Department, Queue, Role, SipCredentials
+from sipprov.http.openapi import ref
+from sipprov.http.routes import Schema
 
 SIP_CREDENTIALS: Schema = ref(SipCredentials)
 AGENT_SCHEMA: Schema = ref(Agent)

@@ -7,15 +7,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .. import queues
-from ..models import QueueCreate, QueueMember, QueueMemberSet, QueueUpdate, parse
-from .errors import read_json_object
-from .keys import SERVICES, actor
-from .openapi import ref
-from .openapi_schemas import QUEUE_SCHEMA, list_of
-from .responses import json_response, path_int, query_str
-from .routes import Param, Reply, Route
-from .waiting import parse_wait, respond
+from sipprov.agents.models import QueueCreate, QueueMember, QueueMemberSet, QueueUpdate, parse
+from sipprov.directory import queues
+from sipprov.http.errors import read_json_object
+from sipprov.http.keys import SERVICES, actor
+from sipprov.http.openapi import ref
+from sipprov.http.openapi_schemas import QUEUE_SCHEMA, list_of
+from sipprov.http.responses import json_response, path_int, query_str
+from sipprov.http.routes import Param, Reply, Route
+from sipprov.http.waiting import parse_wait, respond
 
 
 def location(name: str) -> str:

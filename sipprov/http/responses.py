@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import NotFoundError, ValidationError
+from sipprov.errors import NotFoundError, ValidationError
 
 
 def _default(value: Any) -> Any:

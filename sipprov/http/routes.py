@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import Handler
+from sipprov.http.errors import Handler
 
 JSON = "application/json"
 Schema = dict[str, Any]

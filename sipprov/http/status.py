@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..database import is_unavailable
-from ..sql import config_state
-from .keys import SERVICES
-from .responses import json_response
-from .routes import Reply, Route
+from sipprov.db.database import is_unavailable
+from sipprov.db.sql import config_state
+from sipprov.http.keys import SERVICES
+from sipprov.http.responses import json_response
+from sipprov.http.routes import Reply, Route
 
 HEALTH_TIMEOUT_S = 2.0
 

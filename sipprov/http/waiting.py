@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ValidationError
-from .keys import SERVICES
-from .responses import json_response
-from .routes import Param
+from sipprov.errors import ValidationError
+from sipprov.http.keys import SERVICES
+from sipprov.http.responses import json_response
+from sipprov.http.routes import Param
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ This package re-exports the public names, so `from sipprov import pbx` callers u
 
 from __future__ import annotations
 
-from .baseconfig import MODULES, write_base_config
-from .build import PACKAGES, build_root
-from .cli import pbx_main
-from .errors import PbxError
-from .instance import PbxStatus, kill, rx, start, status, stop
-from .paths import DIR_MODE, FILE_MODE, MARKER, is_built, write_atomic
+from sipprov.pbx.baseconfig import MODULES, write_base_config
+from sipprov.pbx.build import PACKAGES, build_root
+from sipprov.pbx.cli import pbx_main
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.instance import PbxStatus, kill, rx, start, status, stop
+from sipprov.pbx.paths import DIR_MODE, FILE_MODE, MARKER, is_built, write_atomic
 
 __all__ = [
     "DIR_MODE",

@@ -8,9 +8,9 @@ import os
 import re
 from pathlib import Path
 
-from ..config import Config
-from .errors import PbxError
-from .paths import DIR_MODE, _etc, _root, write_atomic
+from sipprov.config import Config
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.paths import DIR_MODE, _etc, _root, write_atomic
 
 # The modules an instance loads (modules.conf has autoload=no so it boots in about a
 # second). Found by testing: this is what digest registration, calls between two

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import PbxConfig
-from .errors import PbxError
-from .paths import DIR_MODE, FILE_MODE, MARKER, _locked, _root, _tail, is_built
-from .procfs import _is_mountpoint, _mountpoints_under, _processes_in_root
+from sipprov.config import PbxConfig
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.paths import DIR_MODE, FILE_MODE, MARKER, _locked, _root, _tail, is_built
+from sipprov.pbx.procfs import _is_mountpoint, _mountpoints_under, _processes_in_root
 
 # The packages installed into the root (no recommends: keeps it at ~650 MB).
 PACKAGES = ("asterisk", "asterisk-modules", "asterisk-config")

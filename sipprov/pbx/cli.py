@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from ..config import Config
-from .build import build_root
-from .errors import PbxError
-from .instance import PbxStatus, start, status, stop
+from sipprov.config import Config
+from sipprov.pbx.build import build_root
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.instance import PbxStatus, start, status, stop
 
 
 def _print_status(st: PbxStatus) -> None:

@@ -17,13 +17,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, PbxConfig
-from .baseconfig import write_base_config
-from .build import _asterisk_version, build_root
-from .errors import PbxError
-from .mounts import _ensure_mounts, _release_mounts
-from .paths import FILE_MODE, _conf_in_root, _locked, _log_dir, _root, _run_dir, _tail, is_built
-from .procfs import _processes_in_root
+from sipprov.config import Config, PbxConfig
+from sipprov.pbx.baseconfig import write_base_config
+from sipprov.pbx.build import _asterisk_version, build_root
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.mounts import _ensure_mounts, _release_mounts
+from sipprov.pbx.paths import (
+    FILE_MODE,
+    _conf_in_root,
+    _locked,
+    _log_dir,
+    _root,
+    _run_dir,
+    _tail,
+    is_built,
+)
+from sipprov.pbx.procfs import _processes_in_root
 
 
 @dataclass

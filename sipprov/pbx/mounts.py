@@ -7,10 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from ..config import PbxConfig
-from .errors import PbxError
-from .paths import _mounts_record, _root, write_atomic
-from .procfs import _is_mountpoint, _processes_in_root
+from sipprov.config import PbxConfig
+from sipprov.pbx.errors import PbxError
+from sipprov.pbx.paths import _mounts_record, _root, write_atomic
+from sipprov.pbx.procfs import _is_mountpoint, _processes_in_root
 
 
 def _others_running(cfg: PbxConfig) -> bool:

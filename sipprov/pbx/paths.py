@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .. import files
-from ..config import PbxConfig
+from sipprov.apply import files
+from sipprov.config import PbxConfig
 
 # Written into the root as the last build step; a root without it is half-built.
 MARKER = ".sipprov-root-complete"

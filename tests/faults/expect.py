@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipprov import render as render_mod
+from sipprov.apply import render as render_mod
+from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot
 from sipprov.config import Config
-from sipprov.snapshot import AgentConf, QueueConf, Snapshot
 from tests.asterisk_conf import ConfFile, parse_bytes
 
 # main/config.c: `char buf[8192]` per line (fgets), `char name[80]` per category.

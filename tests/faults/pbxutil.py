@@ -11,13 +11,13 @@ from pathlib import Path
 
 import asyncpg
 
-from sipprov import files as files_mod
 from sipprov import pbx as pbx_mod
-from sipprov import render as render_mod
-from sipprov import snapshot as snapshot_mod
-from sipprov.ami import AmiClient, AmiError
+from sipprov.apply import files as files_mod
+from sipprov.apply import render as render_mod
+from sipprov.apply import snapshot as snapshot_mod
+from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.config import Config
-from sipprov.sql import config_state
+from sipprov.db.sql import config_state
 from tests.faults.expect import assert_files_mean
 
 HOST = "127.0.0.1"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from sipprov import database
+from sipprov.db import database
 
 
 class ControlledPostgres:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from sipprov import tokens
+from sipprov.access import tokens
 from sipprov.config import Config
 from tests.api_helpers import Reply, call
 

@@ -1,0 +1,1 @@
+"""The user record: its rules, validation, naming, passwords and extension numbers."""

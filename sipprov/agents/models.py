@@ -1,0 +1,629 @@
+"""Input models (what the HTTP API and the CLI accept) and output records (what they return).
+
+Input models use the exact field names of the HTTP API, refuse unknown fields, and call
+validation.py for every free-text field so the whitelists live in one place. `parse`
+turns pydantic's errors into our ValidationError naming the first failing field, so the
+API and the CLI report input errors the same way as the service's own rules.
+
+Output records are plain dataclasses with `to_dict()`; they never carry a password hash
+or SIP digest, so returning one can never leak a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from sipprov.agents import validation
+from sipprov.errors import ValidationError
+
+OutboundMode = Literal["automatic", "manual"]
+QueueKind = Literal["voice", "chat", "ticket"]
+QueueStrategy = Literal[
+    "ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "rrordered", "linear", "wrandom"
+]
+PRIORITY_MIN = 1
+PRIORITY_MAX = 100
+PENALTY_MAX = 1000
+EXTENSION_MAX = 99999
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def _not_nullable_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Show PATCH fields that refuse null as non-nullable in the JSON schema (OpenAPI),
+    so the document matches what is really accepted."""
+    for name in getattr(model, "NOT_NULLABLE", ()):
+        prop = schema.get("properties", {}).get(name)
+        if not prop or "anyOf" not in prop:
+            continue
+        kept = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        prop.pop("default", None)
+
+
+class _Patch(_Input):
+    """PATCH input: only the fields present change; NOT_NULLABLE ones refuse null."""
+
+    model_config = ConfigDict(
+        extra="forbid", hide_input_in_errors=True, json_schema_extra=_not_nullable_schema
+    )
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ()
+
+
+def _none_or(check, value: Any, field_name: str) -> Any:
+    return None if value is None else check(value, field_name)
+
+
+# --- agents --------------------------------------------------------------------------
+
+
+class QueueAssignment(_Input):
+    """One queue membership in an agent's `queues` list; penalty overrides priority - 1."""
+
+    name: str
+    penalty: int | None = Field(default=None, ge=0, le=PENALTY_MAX)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validation.queue_name(v, "name")
+
+
+class _AgentFields(_Input):
+    """Validators shared by create and update (fields are declared by each model)."""
+
+    @field_validator("first_name", "last_name", check_fields=False)
+    @classmethod
+    def _person_name(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.person_name, v, info.field_name)
+
+    @field_validator("login", check_fields=False)
+    @classmethod
+    def _login(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.login, v, info.field_name)
+
+    @field_validator("phone", "outbound_number", check_fields=False)
+    @classmethod
+    def _phone(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.phone_number, v, info.field_name)
+
+    @field_validator("caller_id", check_fields=False)
+    @classmethod
+    def _caller_id(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.caller_id_name, v, info.field_name)
+
+    @field_validator("chat_name", check_fields=False)
+    @classmethod
+    def _chat_name(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.chat_name, v, info.field_name)
+
+    @field_validator("department", check_fields=False)
+    @classmethod
+    def _department(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.department_name, v, info.field_name)
+
+    @field_validator("role", check_fields=False)
+    @classmethod
+    def _role(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(lambda x, f: validation.role_name(x.lower(), f), v, info.field_name)
+
+    @field_validator("account_type", check_fields=False)
+    @classmethod
+    def _account_type(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.account_type_name, v, info.field_name)
+
+    @field_validator("default_ticket_queue", check_fields=False)
+    @classmethod
+    def _ticket_queue(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.queue_name, v, info.field_name)
+
+    @field_validator("sms_box", check_fields=False)
+    @classmethod
+    def _sms_box(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return _none_or(validation.sms_box, v, info.field_name)
+
+    @field_validator("queues", check_fields=False)
+    @classmethod
+    def _unique_queues(cls, v: list[QueueAssignment] | None) -> list[QueueAssignment] | None:
+        if v is None:
+            return v
+        seen: set[str] = set()
+        for item in v:
+            if item.name.lower() in seen:
+                raise validation.Refused("queues", f"queue {item.name} is listed twice")
+            seen.add(item.name.lower())
+        return v
+
+
+class AgentCreate(_AgentFields):
+    """POST /api/v1/agents. Omitted optional fields take the documented defaults."""
+
+    first_name: str
+    last_name: str
+    email: EmailStr
+    login: str | None = None
+    # Web password; None: generated (recommended) when the role may log in to the web.
+    password: str | None = Field(default=None, repr=False)
+    # SIP password; None: generated (>= 128 bits) when the user gets a SIP account.
+    sip_password: str | None = Field(default=None, repr=False)
+    role: str = "agent"
+    is_agent: bool = True
+    extension: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+    priority: int = Field(default=1, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    department: str | None = None
+    phone: str | None = None
+    caller_id: str | None = None
+    chat_name: str | None = None
+    outbound_allowed: bool = False
+    outbound_mode: OutboundMode = "manual"
+    outbound_number: str | None = None
+    manual_dial_any: bool = False
+    force_password_change: bool = False
+    mute_mic: bool = False
+    autologin_phone: bool = False
+    default_ticket_queue: str | None = None
+    sender_email: EmailStr | None = None
+    sms_box: str | None = None
+    account_type: str = "standard"
+    queues: list[QueueAssignment] = Field(default_factory=list)
+    send_credentials: bool = False
+
+
+# Fields an update may not set to null (the rest: null clears the value, or restores the
+# default for caller_id and chat_name).
+NOT_NULLABLE_ON_UPDATE = (
+    "first_name",
+    "last_name",
+    "email",
+    "login",
+    "role",
+    "is_agent",
+    "extension",
+    "priority",
+    "outbound_allowed",
+    "outbound_mode",
+    "manual_dial_any",
+    "force_password_change",
+    "mute_mic",
+    "autologin_phone",
+    "account_type",
+    "queues",
+)
+
+
+class AgentUpdate(_AgentFields, _Patch):
+    """PATCH /api/v1/agents/{id}: only the fields present change (`model_fields_set`).
+
+    Passwords are not here: they have their own calls (set_web_password,
+    rotate_sip_password), which return generated secrets once.
+    """
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: EmailStr | None = None
+    login: str | None = None
+    role: str | None = None
+    is_agent: bool | None = None
+    extension: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+    priority: int | None = Field(default=None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    department: str | None = None
+    phone: str | None = None
+    caller_id: str | None = None
+    chat_name: str | None = None
+    outbound_allowed: bool | None = None
+    outbound_mode: OutboundMode | None = None
+    outbound_number: str | None = None
+    manual_dial_any: bool | None = None
+    force_password_change: bool | None = None
+    mute_mic: bool | None = None
+    autologin_phone: bool | None = None
+    default_ticket_queue: str | None = None
+    sender_email: EmailStr | None = None
+    sms_box: str | None = None
+    account_type: str | None = None
+    # Replaces all memberships (voice, chat and ticket) when present.
+    queues: list[QueueAssignment] | None = None
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = NOT_NULLABLE_ON_UPDATE
+
+    @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="after")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("may not be null")
+        return v
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller sent, with their (validated) values."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class WebPasswordSet(_Input):
+    """POST /api/v1/agents/{id}/password."""
+
+    password: str | None = Field(default=None, repr=False)
+    force_change: bool | None = None
+
+
+class SipPasswordSet(_Input):
+    """POST /api/v1/agents/{id}/sip-password."""
+
+    password: str | None = Field(default=None, repr=False)
+
+
+# --- queues --------------------------------------------------------------------------
+
+
+class QueueCreate(_Input):
+    """A queue; only voice queues reach Asterisk and may have a number (extension)."""
+
+    name: str
+    kind: QueueKind = "voice"
+    strategy: QueueStrategy = "ringall"
+    number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validation.queue_name(v, "name")
+
+
+class QueueUpdate(_Patch):
+    """PATCH a queue; `number: null` removes the number, leaving kind voice releases it."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "kind", "strategy")
+
+    name: str | None = None
+    kind: QueueKind | None = None
+    strategy: QueueStrategy | None = None
+    number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+
+    @field_validator("name", "kind", "strategy", mode="after")
+    @classmethod
+    def _not_null(cls, v: Any, info: pydantic.ValidationInfo) -> Any:
+        if v is None:
+            raise ValueError("may not be null")
+        return validation.queue_name(v, "name") if info.field_name == "name" else v
+
+
+class QueueMemberSet(_Input):
+    """PUT /api/v1/queues/{name}/members/{agent_id}."""
+
+    penalty: int | None = Field(default=None, ge=0, le=PENALTY_MAX)
+
+
+# --- directory -----------------------------------------------------------------------
+
+
+class RoleCreate(_Input):
+    name: str
+    label: str | None = None
+    sip_allowed: bool = False
+    web_login: bool = True
+    calls_allowed: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validation.role_name(v.lower(), "name")
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, v: str | None) -> str | None:
+        return _none_or(validation.label, v, "label")
+
+
+class RoleUpdate(_Patch):
+    """Builtin roles may be edited (label, flags) but not renamed or deleted."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "label", "sip_allowed", "web_login", "calls_allowed")
+
+    name: str | None = None
+    label: str | None = None
+    sip_allowed: bool | None = None
+    web_login: bool | None = None
+    calls_allowed: bool | None = None
+
+    @field_validator("name", "label", "sip_allowed", "web_login", "calls_allowed", mode="after")
+    @classmethod
+    def _check(cls, v: Any, info: pydantic.ValidationInfo) -> Any:
+        if v is None:
+            raise ValueError("may not be null")
+        if info.field_name == "name":
+            return validation.role_name(v.lower(), "name")
+        if info.field_name == "label":
+            return validation.label(v, "label")
+        return v
+
+
+class DepartmentCreate(_Input):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validation.department_name(v, "name")
+
+
+class DepartmentUpdate(DepartmentCreate):
+    pass
+
+
+class AccountTypeCreate(_Input):
+    name: str
+    # None: no licence limit.
+    max_users: int | None = Field(default=None, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validation.account_type_name(v, "name")
+
+
+class AccountTypeUpdate(_Patch):
+    """`max_users: null` removes the limit; lowering it below the current count keeps
+    existing users and refuses new ones."""
+
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name",)
+
+    name: str | None = None
+    max_users: int | None = Field(default=None, ge=0)
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _name(cls, v: str | None) -> str:
+        if v is None:
+            raise ValueError("may not be null")
+        return validation.account_type_name(v, "name")
+
+
+# --- parsing -------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
+def _message(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    original = ctx.get("error")
+    if isinstance(original, validation.Refused):
+        return original.reason
+    if err["type"] in _MESSAGES:
+        return _MESSAGES[err["type"]]
+    msg = str(err.get("msg", "is not valid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if msg.startswith("Input should be "):
+        msg = "must be " + msg[len("Input should be ") :]
+    return msg
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate `data` into `model`; the first failing field becomes our ValidationError.
+
+    Nested fields are named by dotted path (`queues.0.name`). Messages never quote the
+    input, so a mistyped password is not echoed back.
+    """
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object", None)
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        path = ".".join(str(part) for part in err["loc"]) or None
+        message = _message(err)
+        raise ValidationError(f"{path}: {message}" if path else message, path) from None
+
+
+# --- output records ------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return {name: _jsonable(getattr(obj, name)) for name in obj.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A user as the API returns it: every stored field by its API name, never a secret."""
+
+    id: int
+    first_name: str
+    last_name: str
+    login: str
+    email: str
+    phone: str | None
+    department: str | None
+    role: str
+    account_type: str
+    is_agent: bool
+    extension: int | None
+    caller_id: str
+    chat_name: str
+    outbound_allowed: bool
+    outbound_mode: str
+    outbound_number: str | None
+    manual_dial_any: bool
+    default_ticket_queue: str | None
+    sender_email: str | None
+    sms_box: str | None
+    mute_mic: bool
+    autologin_phone: bool
+    force_password_change: bool
+    priority: int
+    # [{"name", "kind", "penalty" (effective), "penalty_override" (stored or None)}]
+    queues: list[dict[str, Any]]
+    campaigns: list[int]
+    has_sip: bool
+    avatar_url: str
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    updated_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class SipCredentials:
+    """What a phone needs to register; returned once, at creation or rotation."""
+
+    username: str
+    password: str = field(repr=False)
+    realm: str
+    server: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class AgentCreated:
+    """Result of create/update: secrets appear only when generated (or rotated) now."""
+
+    agent: Agent
+    web_password: str | None = field(default=None, repr=False)
+    sip: SipCredentials | None = None
+    # Config version to wait for (?wait=applied); None when Asterisk sees no change.
+    config_version: int | None = None
+    # update_agent(bump=False): Asterisk sees a change and the caller must bump the
+    # config version itself (config_version is then None).
+    bump_needed: bool = False
+
+    def credentials(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.web_password is not None:
+            out["web_password"] = self.web_password
+        if self.sip is not None:
+            out["sip"] = self.sip.to_dict()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.agent.to_dict()
+        creds = self.credentials()
+        if creds:
+            out["credentials"] = creds
+        return out
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    ok: bool
+    user_id: int | None
+    must_change_password: bool
+
+
+@dataclass(frozen=True)
+class QueueMember:
+    agent_id: int
+    login: str
+    extension: int | None
+    penalty: int
+    penalty_override: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class Queue:
+    id: int
+    name: str
+    kind: str
+    strategy: str
+    number: int | None
+    member_count: int
+    created_at: datetime
+    updated_at: datetime
+    # Filled by get_queue; None from list_queues (not loaded).
+    members: list[QueueMember] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: _jsonable(getattr(self, k)) for k in self.__dataclass_fields__ if k != "members"}
+        if self.members is not None:
+            out["members"] = [m.to_dict() for m in self.members]
+        return out
+
+
+@dataclass(frozen=True)
+class Role:
+    id: int
+    name: str
+    label: str
+    sip_allowed: bool
+    web_login: bool
+    calls_allowed: bool
+    builtin: bool
+    user_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class Department:
+    id: int
+    name: str
+    user_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class AccountType:
+    id: int
+    name: str
+    max_users: int | None
+    user_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a keyset-paginated list; `next` is the opaque cursor or None."""
+
+    items: list[Any]
+    next: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": [i.to_dict() if hasattr(i, "to_dict") else i for i in self.items],
+            "next": self.next,
+        }

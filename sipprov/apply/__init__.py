@@ -1,0 +1,1 @@
+"""Making Asterisk match the database: snapshot, render, files, applier, AMI."""

@@ -1,0 +1,203 @@
+"""The CSV format of agents (import and export): columns, cells, line numbers.
+
+Columns are the HTTP API's field names, so a file reads like a list of API bodies:
+- `queues` is `support:2;sales`: queue names separated by `;`, each with an optional
+  `:penalty` (the membership's own penalty; without it the penalty follows priority);
+- booleans are written `true`/`false` (import also takes yes/no, 1/0, on/off);
+- an empty cell is "not given": on a new agent the API default applies, on an existing
+  one see bulk.py for what it means per column;
+- `password` and `sip_password` may be given on import, are never exported;
+- a reject file has the same columns plus `error`, which import ignores, so the
+  rejected rows can be fixed and imported again as they are.
+
+Files are UTF-8 (a BOM, as Excel writes it, is accepted), comma-separated, quoted as
+needed (csv module, "excel" dialect). Spreadsheet formula injection: every text field
+is whitelisted by validation.py; none admits `=`, quotes or `,` together with `(`, so
+no exported cell can carry a working formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from sipprov.agents.models import Agent, AgentCreate
+from sipprov.errors import ValidationError
+
+# Export order: the identity first, then the API's order of the rest.
+AGENT_COLUMNS: tuple[str, ...] = (
+    "login",
+    "first_name",
+    "last_name",
+    "email",
+    "role",
+    "is_agent",
+    "extension",
+    "priority",
+    "department",
+    "phone",
+    "caller_id",
+    "chat_name",
+    "outbound_allowed",
+    "outbound_mode",
+    "outbound_number",
+    "manual_dial_any",
+    "force_password_change",
+    "mute_mic",
+    "autologin_phone",
+    "default_ticket_queue",
+    "sender_email",
+    "sms_box",
+    "account_type",
+    "queues",
+)
+SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")
+IMPORT_COLUMNS: tuple[str, ...] = AGENT_COLUMNS + SECRET_COLUMNS
+ERROR_COLUMN = "error"
+# API-only fields: an import never e-mails (the credentials file is handed out instead).
+API_ONLY_FIELDS = frozenset({"send_credentials"})
+
+# Every create field of the API is a column (or deliberately API-only): a field added
+# to the API without a column here fails at import time, not silently in a round trip.
+assert set(AgentCreate.model_fields) == set(IMPORT_COLUMNS) | API_ONLY_FIELDS, (
+    set(AgentCreate.model_fields) ^ (set(IMPORT_COLUMNS) | API_ONLY_FIELDS)
+)
+
+QUEUE_SEPARATOR = ";"
+PENALTY_SEPARATOR = ":"
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One record: `line` is the physical line it starts on (the header is line 1)."""
+
+    line: int
+    cells: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    columns: tuple[str, ...]
+    rows: list[CsvRow]
+
+
+# --- cells ---------------------------------------------------------------------------
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def format_queues(queues: Iterable[dict[str, Any]]) -> str:
+    """`support:2;sales` from the API's queue list (only an explicit penalty is kept)."""
+    parts = []
+    for q in queues:
+        override = q.get("penalty_override")
+        parts.append(q["name"] if override is None else f"{q['name']}{PENALTY_SEPARATOR}{override}")
+    return QUEUE_SEPARATOR.join(parts)
+
+
+def parse_queues(cell: str) -> list[dict[str, str]]:
+    """`support:2;sales` -> [{"name": "support", "penalty": "2"}, {"name": "sales"}].
+
+    Values stay strings: the API model validates them (queue name whitelist, penalty
+    range) and names the failing item (`queues.0.penalty`).
+    """
+    out: list[dict[str, str]] = []
+    for part in cell.split(QUEUE_SEPARATOR):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, penalty = part.partition(PENALTY_SEPARATOR)
+        item = {"name": name.strip()}
+        if sep:
+            item["penalty"] = penalty.strip()
+        out.append(item)
+    return out
+
+
+def agent_to_row(agent: Agent) -> dict[str, str]:
+    """An agent as a CSV row (no secret exists on Agent, so none can be written)."""
+    data = agent.to_dict()
+    row = {name: format_cell(data[name]) for name in AGENT_COLUMNS if name != "queues"}
+    row["queues"] = format_queues(agent.queues)
+    return row
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+def _check_header(header: list[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    columns = tuple(h.strip() for h in header)
+    seen: set[str] = set()
+    for col in columns:
+        if col in API_ONLY_FIELDS:
+            raise ValidationError(
+                f"line 1: column {col} is not supported by import (the credentials file is"
+                " handed out instead)", col)
+        if col not in allowed and col != ERROR_COLUMN:
+            raise ValidationError(f"line 1: unknown column {col!r}", col or None)
+        if col in seen:
+            raise ValidationError(f"line 1: column {col} appears twice", col)
+        seen.add(col)
+    if "login" not in seen and "email" not in seen:
+        raise ValidationError("line 1: the header needs a login or an email column", "login")
+    return columns
+
+
+def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS) -> CsvFile:
+    """Read a whole file; header and structure errors are ValidationErrors with the line."""
+    reader = csv.reader(fh, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValidationError("the file is empty (no header line)", None)
+        columns = _check_header(header, allowed)
+        rows: list[CsvRow] = []
+        start = reader.line_num + 1
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                if len(record) > len(columns):
+                    raise ValidationError(
+                        f"line {start}: {len(record)} cells but the header has {len(columns)} columns",
+                        None)
+                cells = {col: (record[i] if i < len(record) else "") for i, col in enumerate(columns)}
+                cells.pop(ERROR_COLUMN, None)
+                rows.append(CsvRow(start, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ValidationError(f"line {reader.line_num}: not valid CSV ({exc})", None) from None
+    return CsvFile(tuple(c for c in columns if c != ERROR_COLUMN), rows)
+
+
+def read_file(path: Path | str) -> CsvFile:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return parse_text(fh)
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", None) from None
+    except FileNotFoundError:
+        raise ValidationError(f"{path}: no such file", None) from None
+    except IsADirectoryError:
+        raise ValidationError(f"{path}: is a directory", None) from None
+
+
+def writer(fh: TextIO, columns: Iterable[str]) -> csv.DictWriter:
+    w = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    w.writeheader()
+    return w
+
+
+def rows_to_text(columns: Iterable[str], rows: Iterable[dict[str, str]]) -> str:
+    buf = io.StringIO()
+    w = writer(buf, columns)
+    for row in rows:
+        w.writerow(row)
+    return buf.getvalue()

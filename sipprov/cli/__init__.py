@@ -1,0 +1,1 @@
+"""The `sipprov` command line."""

@@ -1,0 +1,55 @@
+"""What every sub-command shares: exit codes, error reporting, opening the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import asyncpg
+
+from sipprov.config import Config
+from sipprov.db import database
+from sipprov.errors import SipprovError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"sipprov: {message}", file=sys.stderr)
+    return code
+
+
+def run_command(func: Callable[..., Any], cfg: Config, args: argparse.Namespace) -> int:
+    """Run a sync or async command function and map our errors to exit codes."""
+    try:
+        result = func(cfg, args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except SipprovError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        return fail(f"{exc.message}{where}", EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
+    except database.DatabaseUnavailable as exc:
+        return fail(f"database unavailable: {exc}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+@asynccontextmanager
+async def open_pool(cfg: Config) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated pool for one CLI command (starts the embedded server when no DSN)."""
+    try:
+        _, pool = await database.connect_and_upgrade(cfg.database)
+    except database.UNAVAILABLE_ERRORS as exc:
+        raise database.DatabaseUnavailable(str(exc)) from exc
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -1,5 +1,0 @@
-"""Sub-commands of `sipprov`; each module has `register(subparsers)`."""
-
-from . import agents, db, pbx, render, serve, tokens
-
-COMMAND_MODULES = [serve, agents, tokens, render, db, pbx]

@@ -1,0 +1,1 @@
+"""What agents refer to: queues, roles, departments, account types."""
