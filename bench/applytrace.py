@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sipprov.apply import ami as ami_mod
 from sipprov.apply import applier as applier_mod

@@ -9,8 +9,8 @@ bench/scenarios.py times the apply steps (snapshot, render, write) on their own 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .env import stage
 

@@ -176,7 +176,8 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
                f"in the database, {b['lost_asterisk']} lost in Asterisk, {b['errors']} errors "
                f"(HTTP statuses {b['statuses']}); wall {_fmt_s(b['wall_s'])}.")
         out.append({
-            "goal": f"burst of {BURST_N:,} concurrent creates: at most {BURST_RELOADS_MAX} reloads, none lost, no duplicates",
+            "goal": f"burst of {BURST_N:,} concurrent creates: at most {BURST_RELOADS_MAX} reloads, "
+                    "none lost, no duplicates",
             "measured_at_n": b["count"], "at_goal_n": b["count"] == BURST_N,
             "value": reloads, "unit": "reloads", "met": met, "why": why,
         })
@@ -185,7 +186,8 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
         value = rot["ratio_p50_to_floor"]
         met = value is not None and value <= CREATE_RATIO_MAX and rot["failed"] == 0
         out.append({
-            "goal": f"SIP password change (old refused, new accepted) p50 within {CREATE_RATIO_MAX}x the floor",
+            "goal": "SIP password change (old refused, new accepted) p50 within "
+                    f"{CREATE_RATIO_MAX}x the floor",
             "measured_at_n": n, "at_goal_n": at_goal_n, "value": value, "unit": "x floor",
             "met": met, "why": _create_why(r, key, "rotation", rot),
         })
@@ -242,7 +244,8 @@ def table(r: dict[str, Any]) -> str:
     if imp:
         L.append("")
         L.append(f"Bulk import: {imp['rows']} rows (role {imp['role']})")
-        L.append(f"  committed {_fmt_s(imp['commit_s'])}, all in Asterisk {_fmt_s(imp['all_in_asterisk_s'])}, "
+        L.append(f"  committed {_fmt_s(imp['commit_s'])}, "
+                 f"all in Asterisk {_fmt_s(imp['all_in_asterisk_s'])}, "
                  f"{imp['register_ok']}/{imp['register_sample']} registered {_fmt_s(imp['registered_s'])}, "
                  f"web hashes done {_fmt_s(imp['done_s'])}")
     mem = r.get("memory")
@@ -251,7 +254,8 @@ def table(r: dict[str, Any]) -> str:
         after = r.get("memory_after_burst")
         if after:
             L.append(f"Memory after the burst ({after['agents']} agents): service peak "
-                     f"{_mib(after['service_peak_bytes'])}, Asterisk peak {_mib(after['asterisk_peak_bytes'])}")
+                     f"{_mib(after['service_peak_bytes'])}, "
+                     f"Asterisk peak {_mib(after['asterisk_peak_bytes'])}")
         L.append(f"Memory at {mem['agents']} agents: service (bench process) RSS "
                  f"{_mib(mem['service_rss_bytes'])}, peak {_mib(mem['service_peak_bytes'])}; Asterisk RSS "
                  f"{_mib(mem['asterisk_rss_bytes'])}, peak {_mib(mem['asterisk_peak_bytes'])}")
@@ -297,7 +301,8 @@ def markdown(r: dict[str, Any]) -> str:
     L.append("sudo .venv/bin/python -m bench --quick    # small run (~1 min)")
     L.append("```")
     L.append("")
-    L.append(f"Figures below: `{str(r.get('command')).strip()}`, {r.get('date')}, {r.get('duration_s')} s in all. "
+    L.append(f"Figures below: `{str(r.get('command')).strip()}`, {r.get('date')}, "
+             f"{r.get('duration_s')} s in all. "
              "Machine-readable: `bench/results.json`.")
     L.append("")
     L.append("## Machine and versions")
@@ -308,7 +313,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"PostgreSQL {v.get('postgresql')} (embedded), SIPp {v.get('sipp')}, aiohttp "
              f"{v.get('aiohttp')}, asyncpg {v.get('asyncpg')}")
     L.append(f"- load average {load.get('loadavg_start')} at the start, {load.get('loadavg_end')} at "
-             f"the end; other programs running: {', '.join(load.get('busy_processes_start') or []) or 'none seen'}")
+             "the end; other programs running: "
+             f"{', '.join(load.get('busy_processes_start') or []) or 'none seen'}")
     L.append("- These machines are shared and noisy: read medians and ratios, not single figures. "
              "The ratios divide by a floor measured in the same run on the same machine, so "
              "they travel better than the absolute times. During development (other sessions' "
@@ -416,7 +422,7 @@ def markdown(r: dict[str, Any]) -> str:
                       "reload pbx_config", "snapshot", "render", "write", "verify", "floor"))
         L.append(_row("---", *(["---:"] * 10)))
         for label, k, st, floor_s in steps_rows:
-            def p50(name: str) -> Any:
+            def p50(name: str, st: dict[str, Any] = st) -> Any:
                 return (st.get(name) or {}).get("p50")
             L.append(_row(label, f"{int(k):,}", _fmt_s(p50("total")), _fmt_s(p50("reload res_pjsip.so")),
                           _fmt_s(p50("reload res_pjsip.so (Asterisk CPU)"), 2),
@@ -503,7 +509,8 @@ def markdown(r: dict[str, Any]) -> str:
         L.append("")
         L.append(_row("when", "agents", "service RSS", "service peak", "Asterisk RSS", "Asterisk peak"))
         L.append(_row("---", "---:", "---:", "---:", "---:", "---:"))
-        for label, mm in (("after creates and rotations", mem), ("after the burst", r.get("memory_after_burst"))):
+        for label, mm in (("after creates and rotations", mem), ("after the burst",
+                                                                 r.get("memory_after_burst"))):
             if mm:
                 L.append(_row(label, f"{mm['agents']:,}", _mib(mm["service_rss_bytes"]),
                               _mib(mm["service_peak_bytes"]), _mib(mm["asterisk_rss_bytes"]),
@@ -523,7 +530,7 @@ def markdown(r: dict[str, Any]) -> str:
                       "PJSIPShowEndpoints", "reload res_pjsip", "reload pbx_config",
                       "reload app_queue", "floor"))
         L.append(_row(*(["---:"] * 11)))
-        for k, d in bd.items():
+        for d in bd.values():
             L.append(_row(f"{d['agents']:,}", _fmt_s(d["snapshot_load_s"]), _fmt_s(d.get("render_warm_s")),
                           _fmt_s(d["render_cold_s"]), _fmt_s(d.get("write_new_s")),
                           _fmt_s(d.get("ami_pjsipshowendpoint_s")), _fmt_s(d.get("ami_pjsipshowendpoints_s")),
@@ -544,9 +551,10 @@ def markdown(r: dict[str, Any]) -> str:
              "`sipprov.tokens`. Extensions 10000-99999.")
     L.append("- Each N runs on a fresh database and a freshly started Asterisk (restarted after "
              "the floor of that N, which had its own fresh Asterisk).")
-    L.append(f"- Service settings as shipped: applier debounce {r.get('settings', {}).get('debounce_ms')} ms, "
-             f"verification {'on' if r.get('settings', {}).get('verify') else 'off'}, database pool "
-             f"{r.get('settings', {}).get('db_pool_max')}, web passwords {r.get('settings', {}).get('web_hash_scheme')}.")
+    settings = r.get("settings", {})
+    L.append(f"- Service settings as shipped: applier debounce {settings.get('debounce_ms')} ms, "
+             f"verification {'on' if settings.get('verify') else 'off'}, database pool "
+             f"{settings.get('db_pool_max')}, web passwords {settings.get('web_hash_scheme')}.")
     L.append("- Percentiles are nearest-rank; p95 of 30 samples is the second-worst.")
     L.append("")
     return "\n".join(L)

@@ -453,7 +453,7 @@ async def burst(svc: Service, ami: AmiClient, n_before: int, count: int) -> dict
         t = time.perf_counter()
         try:
             status, data, _ = await post_json(svc, "/api/v1/agents", person(i, tag))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             status, data = 0, {"error": f"{type(exc).__name__}: {exc}"}
         results.append((status, data, time.perf_counter() - t))
 
@@ -499,7 +499,8 @@ async def burst(svc: Service, ami: AmiClient, n_before: int, count: int) -> dict
         "acknowledged": len(acked),
         "errors": count - len(acked),
         "res_pjsip_reloads": st1["reloads"].get("res_pjsip.so", 0) - st0["reloads"].get("res_pjsip.so", 0),
-        "res_pjsip_reloads_incl_final": st2["reloads"].get("res_pjsip.so", 0) - st0["reloads"].get("res_pjsip.so", 0),
+        "res_pjsip_reloads_incl_final": st2["reloads"].get("res_pjsip.so",
+                                                           0) - st0["reloads"].get("res_pjsip.so", 0),
         "reloads_by_module": {m: st2["reloads"][m] - st0["reloads"].get(m, 0) for m in st2["reloads"]},
         "reloads_source": "the applier's counters (Applier.status()['reloads'], also in GET /api/v1/status)",
         "applies": st2["applies"] - st0["applies"],

@@ -20,4 +20,4 @@ class Services:
     pool: asyncpg.Pool
     # None when the service runs without Asterisk (e.g. some tests); then
     # ?wait=applied answers 202 at once and status reports Asterisk as not connected.
-    applier: "Applier | None" = None
+    applier: Applier | None = None

@@ -8,7 +8,6 @@ never undoes the create: the caller reports it and the admin can rotate and rese
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -137,7 +136,7 @@ async def send_credentials(smtp: SmtpConfig, creds: Credentials) -> MailResult:
             start_tls=smtp.starttls,
             timeout=smtp.timeout_s,
         )
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         # aiosmtplib's messages are the server's reply or the socket error: no body.
         error = f"{type(exc).__name__}: {str(exc)[:300]}".rstrip(": ")
         log.warning("credentials e-mail for login %s not sent: %s", creds.login, error)

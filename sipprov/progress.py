@@ -65,7 +65,7 @@ class Progress:
         elif self._enabled:
             self._line("done")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

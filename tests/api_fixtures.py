@@ -6,7 +6,7 @@ Register with `pytest_plugins = ["tests.api_fixtures"]` (the API test modules do
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg

@@ -19,8 +19,8 @@ import dataclasses
 import os
 import shutil
 import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 

@@ -4,7 +4,8 @@ PostgreSQL: agent bodies with e-mails kept apart, and the config version."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 

@@ -53,10 +53,12 @@ async def make_queue(pool: asyncpg.Pool, cfg: Config, name: str, kind: str = "vo
 
 async def test_create_with_defaults(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     before = await version(agent_pool)
-    created = await agents.create_agent(agent_pool, cfg, new_agent(first_name="Łukasz", last_name="Żółć"), ACTOR)
+    created = await agents.create_agent(agent_pool, cfg, new_agent(first_name="Łukasz", last_name="Żółć"),
+                                        ACTOR)
     a = created.agent
     assert (a.login, a.caller_id, a.chat_name) == ("lukasz.zolc", "l.zolc", "Łukasz Żółć")
-    assert (a.role, a.is_agent, a.priority, a.account_type, a.department) == ("agent", True, 1, "standard", None)
+    assert (a.role, a.is_agent, a.priority, a.account_type, a.department) == ("agent", True, 1, "standard",
+                                                                              None)
     assert a.extension == cfg.extensions.first and a.has_sip
     assert a.avatar_url == naming.gravatar_url(a.email)
     assert (a.created_by, a.updated_by) == (ACTOR, ACTOR)
@@ -121,7 +123,8 @@ async def test_create_with_every_field(cfg: Config, agent_pool: asyncpg.Pool) ->
     a = created.agent
     assert created.web_password is None  # given, not generated: never returned
     assert created.sip is not None and created.sip.password == "Sip-Secret-123456"
-    assert (a.login, a.extension, a.role, a.department) == ("J.Kowalski", 150, "supervisor", "Obsługa klienta")
+    assert (a.login, a.extension, a.role, a.department) == ("J.Kowalski", 150, "supervisor",
+                                                            "Obsługa klienta")
     assert (a.phone, a.outbound_number) == ("+48123456789", "+48220000000")
     assert (a.caller_id, a.chat_name, a.default_ticket_queue) == ("Jan K (Sales)", "Janek", "tickets")
     assert a.outbound_allowed and a.outbound_mode == "automatic" and a.mute_mic and a.autologin_phone
@@ -248,7 +251,8 @@ async def test_users_without_sip(cfg: Config, agent_pool: asyncpg.Pool, role: st
         ("manual_dial_any", True),
     ]:
         with pytest.raises(ValidationError) as exc:
-            await agents.create_agent(agent_pool, cfg, new_agent(role=role, is_agent=is_agent, **{field: value}), ACTOR)
+            await agents.create_agent(agent_pool, cfg, new_agent(role=role, is_agent=is_agent,
+                                                                 **{field: value}), ACTOR)
         assert exc.value.field == field
         assert "SIP" in exc.value.message
 
@@ -259,7 +263,8 @@ async def test_extension_role_has_sip_but_no_web_login(cfg: Config, agent_pool: 
     assert created.web_password is None
     assert (await stored(agent_pool, created.agent.id))["web_password_hash"] is None
     assert not (await agents.verify_login(agent_pool, created.agent.login, "anything")).ok
-    for field, value in [("password", "Horse-Battery-42"), ("force_password_change", True), ("send_credentials", True)]:
+    for field, value in [("password", "Horse-Battery-42"), ("force_password_change", True),
+                         ("send_credentials", True)]:
         with pytest.raises(ValidationError) as exc:
             await agents.create_agent(agent_pool, cfg, new_agent(role="extension", **{field: value}), ACTOR)
         assert exc.value.field == field
@@ -279,7 +284,8 @@ async def test_unknown_lookups_are_named(cfg: Config, agent_pool: asyncpg.Pool) 
             await agents.create_agent(agent_pool, cfg, new_agent(**{field: value}), ACTOR)
         assert exc.value.field == field
     with pytest.raises(ValidationError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "x"}, {"name": "ghost"}]), ACTOR)
+        await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "x"}, {"name": "ghost"}]),
+                                  ACTOR)
     assert exc.value.field == "queues.0.name"
     await make_queue(agent_pool, cfg, "voice-q")
     with pytest.raises(ValidationError) as exc:  # a voice queue is no ticket queue
@@ -338,7 +344,8 @@ async def test_licence_limit(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 async def test_licence_limit_under_concurrency(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="gold", max_users=5), ACTOR)
     results = await asyncio.gather(
-        *(agents.create_agent(agent_pool, cfg, new_agent(account_type="gold", password="Horse-Battery-42"), ACTOR) for _ in range(30)),
+        *(agents.create_agent(agent_pool, cfg, new_agent(account_type="gold", password="Horse-Battery-42"),
+                              ACTOR) for _ in range(30)),
         return_exceptions=True,
     )
     ok = [r for r in results if isinstance(r, AgentCreated)]
@@ -362,7 +369,10 @@ async def test_1000_concurrent_creates(cfg: Config) -> None:
             await extensions.sync_pool(conn, cfg.extensions)
         start_version = await version(pool)
         datas = [new_agent(first_name="Anna", last_name="Nowak") for _ in range(200)]
-        datas += [new_agent(first_name="Jan", last_name=f"Kowalski-{'abcdefghij'[i % 10]}{'klmnopqrst'[i // 10 % 10]}{'uvwxyzabcd'[i // 100]}") for i in range(800)]
+        datas += [new_agent(first_name="Jan",
+                            last_name=f"Kowalski-{'abcdefghij'[i % 10]}{'klmnopqrst'[i // 10 % 10]}"
+                                      f"{'uvwxyzabcd'[i // 100]}")
+                  for i in range(800)]
         t0 = time.perf_counter()
         results = await asyncio.gather(*(agents.create_agent(pool, cfg, d, ACTOR) for d in datas))
         elapsed = time.perf_counter() - t0
@@ -381,7 +391,8 @@ async def test_1000_concurrent_creates(cfg: Config) -> None:
         nowak = {r.agent.login for r in results[:200]}
         assert nowak == {"anna.nowak"} | {f"anna.nowak{i}" for i in range(2, 201)}
         owners = await pool.fetchval(
-            "SELECT count(*) FROM extension_pool p JOIN users u ON p.owner = 'user:' || u.id AND p.number = u.extension"
+            "SELECT count(*) FROM extension_pool p"
+            " JOIN users u ON p.owner = 'user:' || u.id AND p.number = u.extension"
         )
         assert owners == 1000
         assert await version(pool) == start_version + 1000
@@ -396,7 +407,8 @@ async def test_explicit_and_derived_logins_racing(cfg: Config, agent_pool: async
     one gets a unique violation, rolls back its savepoint and takes the next suffix."""
     datas = [new_agent(first_name="Anna", last_name="Nowak", password="Horse-Battery-42") for _ in range(30)]
     datas += [new_agent(login=f"anna.nowak{n}", password="Horse-Battery-42") for n in (3, 3, 3, 7, 12)]
-    results = await asyncio.gather(*(agents.create_agent(agent_pool, cfg, d, ACTOR) for d in datas), return_exceptions=True)
+    results = await asyncio.gather(*(agents.create_agent(agent_pool, cfg, d, ACTOR) for d in datas),
+                                   return_exceptions=True)
     derived = [r for r in results[:30]]
     assert all(isinstance(r, AgentCreated) for r in derived), derived
     explicit = results[30:]
@@ -422,7 +434,8 @@ async def test_concurrent_membership_changes_do_not_deadlock(cfg: Config, agent_
     for i, agent_id in enumerate(ids):
         for q in ("q1", "q2", "q3"):
             ops.append(queues.set_member(agent_pool, cfg, q, agent_id, i % 3, ACTOR))
-        ops.append(agents.update_agent(agent_pool, cfg, agent_id, update(queues=[{"name": "q2"}], priority=2), ACTOR))
+        ops.append(agents.update_agent(agent_pool, cfg, agent_id, update(queues=[{"name": "q2"}],
+                                                                         priority=2), ACTOR))
         ops.append(agents.rotate_sip_password(agent_pool, cfg, agent_id, None, ACTOR))
     ops.append(queues.update_queue(agent_pool, cfg, "q3", parse(QueueUpdate, {"strategy": "linear"}), ACTOR))
     results = await asyncio.gather(*ops, return_exceptions=True)
@@ -510,7 +523,8 @@ async def test_rotate_sip_password(cfg: Config, agent_pool: asyncpg.Pool) -> Non
     assert v == await version(agent_pool) and v > created.config_version
     row = await stored(agent_pool, a.id)
     assert row["sip_ha1_md5"] != old["sip_ha1_md5"]
-    assert row["sip_ha1_md5"] == passwords.sip_digests(creds.username, cfg.asterisk.sip_realm, creds.password).md5
+    assert row["sip_ha1_md5"] == passwords.sip_digests(creds.username, cfg.asterisk.sip_realm,
+                                                       creds.password).md5
 
     creds, _ = await agents.rotate_sip_password(agent_pool, cfg, a.id, "Given-Sip-Pass-77", ACTOR)
     assert creds.password == "Given-Sip-Pass-77"
@@ -533,7 +547,8 @@ async def test_update_simple_fields_and_visibility(cfg: Config, agent_pool: asyn
     a = created.agent
     v0 = await version(agent_pool)
     # Not seen by Asterisk: no bump.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(email="new@example.com", sms_box="b1"), "other-admin")
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(email="new@example.com", sms_box="b1"),
+                                  "other-admin")
     assert r.config_version is None and await version(agent_pool) == v0
     assert (r.agent.email, r.agent.sms_box, r.agent.updated_by) == ("new@example.com", "b1", "other-admin")
     assert r.agent.updated_at > a.updated_at and r.sip is None and r.web_password is None
@@ -542,7 +557,8 @@ async def test_update_simple_fields_and_visibility(cfg: Config, agent_pool: asyn
     assert r.config_version == v0 + 1 and r.agent.priority == 7
     # A no-op changes nothing, not even the audit log.
     audit_rows = await agent_pool.fetchval("SELECT count(*) FROM audit_log")
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(priority=7, email="NEW@example.com".lower()), ACTOR)
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(priority=7, email="NEW@example.com".lower()),
+                                  ACTOR)
     assert r.config_version is None
     assert await agent_pool.fetchval("SELECT count(*) FROM audit_log") == audit_rows
     assert (await agents.update_agent(agent_pool, cfg, a.id, update(), ACTOR)).config_version is None
@@ -644,7 +660,8 @@ async def test_web_login_follows_the_role(cfg: Config, agent_pool: asyncpg.Pool)
 async def test_update_queues_replaces_memberships(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     for name, kind in [("sales", "voice"), ("support", "voice"), ("chat", "chat"), ("mail", "ticket")]:
         await make_queue(agent_pool, cfg, name, kind=kind)
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}, {"name": "chat"}]), ACTOR)).agent
+    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}, {"name": "chat"}]),
+                                   ACTOR)).agent
     r = await agents.update_agent(
         agent_pool, cfg, a.id, update(queues=[{"name": "support", "penalty": 3}, {"name": "mail"}]), ACTOR
     )
@@ -675,7 +692,8 @@ async def test_update_lookups(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
     await make_queue(agent_pool, cfg, "mail", kind="ticket")
     a = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(department="sales", default_ticket_queue="MAIL"), ACTOR)
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(department="sales",
+                                                                default_ticket_queue="MAIL"), ACTOR)
     assert (r.agent.department, r.agent.default_ticket_queue) == ("Sales", "mail")
     r = await agents.update_agent(agent_pool, cfg, a.id, update(department=None), ACTOR)
     assert r.agent.department is None
@@ -690,12 +708,14 @@ async def test_update_lookups(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 async def test_delete(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await make_queue(agent_pool, cfg, "sales")
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}], manual_dial_any=True), ACTOR)).agent
+    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}],
+                                                              manual_dial_any=True), ACTOR)).agent
     v = await agents.delete_agent(agent_pool, cfg, a.id, ACTOR)
     assert v == await version(agent_pool)
     with pytest.raises(NotFoundError):
         await agents.get_agent(agent_pool, a.id)
-    assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = $1", a.extension) is None
+    assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = $1",
+                                     a.extension) is None
     assert await agent_pool.fetchval("SELECT count(*) FROM queue_members") == 0
     assert await agent_pool.fetchval("SELECT count(*) FROM campaign_members") == 0
     e = (await agents.create_agent(agent_pool, cfg, new_agent(role="end-user"), ACTOR)).agent
@@ -719,7 +739,8 @@ async def test_get_find_search(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     for first, last, role, dept in people:
         made[last + first] = (
             await agents.create_agent(
-                agent_pool, cfg, new_agent(first_name=first, last_name=last, role=role, department=dept), ACTOR
+                agent_pool, cfg, new_agent(first_name=first, last_name=last, role=role,
+                                           department=dept), ACTOR
             )
         ).agent
     z = made["ŻółćŁukasz"]
@@ -752,7 +773,8 @@ async def test_get_find_search(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 async def test_search_pagination(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     for i in range(25):
         await agents.create_agent(
-            agent_pool, cfg, new_agent(role="end-user", first_name="Jan", last_name=f"Kowalski{'abcdefghijklmnopqrstuvwxyz'[i]}"), ACTOR
+            agent_pool, cfg, new_agent(role="end-user", first_name="Jan",
+                                       last_name=f"Kowalski{'abcdefghijklmnopqrstuvwxyz'[i]}"), ACTOR
         )
     seen: list[int] = []
     cursor = None
@@ -792,7 +814,8 @@ async def test_search_digit_like_query_is_not_an_error(cfg: Config, agent_pool: 
 # --- secrets -------------------------------------------------------------------------
 
 
-async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture) -> None:
+async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asyncpg.Pool,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Exercise every path that handles a password, then scan every text, json and
     bytea column of every table (and the log) for any of the plaintexts."""
     caplog.set_level(logging.DEBUG)
@@ -808,7 +831,8 @@ async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asy
     secrets.append(await agents.set_web_password(agent_pool, cfg, c1.agent.id, None, True, ACTOR))
     await agents.set_web_password(agent_pool, cfg, c2.agent.id, "Admin-Set-Pass-3", False, ACTOR)
     secrets.append("Admin-Set-Pass-3")
-    await agents.change_own_password(agent_pool, cfg, c2.agent.login, "Admin-Set-Pass-3", "Self-Chosen-Pass-4")
+    await agents.change_own_password(agent_pool, cfg, c2.agent.login, "Admin-Set-Pass-3",
+                                     "Self-Chosen-Pass-4")
     secrets.append("Self-Chosen-Pass-4")
     creds, _ = await agents.rotate_sip_password(agent_pool, cfg, c1.agent.id, None, ACTOR)
     secrets.append(creds.password)
@@ -855,10 +879,12 @@ async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asy
             assert secret not in record.getMessage()
 
 
-async def test_audit_log_records_every_mutation_without_secrets(cfg: Config, agent_pool: asyncpg.Pool) -> None:
+async def test_audit_log_records_every_mutation_without_secrets(cfg: Config,
+                                                                agent_pool: asyncpg.Pool) -> None:
     dept = await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
     await make_queue(agent_pool, cfg, "sales")
-    c = await agents.create_agent(agent_pool, cfg, new_agent(password="Given-Web-Pass-1", department="Sales"), ACTOR)
+    c = await agents.create_agent(agent_pool, cfg, new_agent(password="Given-Web-Pass-1",
+                                                             department="Sales"), ACTOR)
     aid = c.agent.id
     await agents.update_agent(agent_pool, cfg, aid, update(priority=3, queues=[{"name": "sales"}]), ACTOR)
     generated = await agents.set_web_password(agent_pool, cfg, aid, None, None, ACTOR)
@@ -899,7 +925,8 @@ async def test_audit_log_records_every_mutation_without_secrets(cfg: Config, age
 
 
 async def test_audit_scrub_and_append_only(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    details = {"login": "x", "password": "p", "nested": {"sip_password": "s", "web_password_hash": "h", "ok": 1},
+    details = {"login": "x", "password": "p", "nested": {"sip_password": "s", "web_password_hash": "h",
+                                                         "ok": 1},
                "list": [{"token": "t", "keep": 2}], "HA1": "d", "secret": "s"}
     assert audit.scrub(details) == {"login": "x", "nested": {"ok": 1}, "list": [{"keep": 2}]}
     async with agent_pool.acquire() as conn:

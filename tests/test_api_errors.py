@@ -4,7 +4,7 @@ never a stack trace or an echoed secret in a body; 503 when PostgreSQL is away."
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg

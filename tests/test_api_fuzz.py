@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg

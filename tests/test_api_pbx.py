@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -28,7 +28,8 @@ HOST = "127.0.0.1"
 
 
 @pytest.fixture
-async def pbx_api(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[tuple[aiohttp.ClientSession, Config]]:
+async def pbx_api(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[tuple[aiohttp.ClientSession,
+                                                                               Config]]:
     """The API with a running applier, writing into the test PBX instance."""
     cfg = copy.deepcopy(pbx_config)
     cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)

@@ -20,8 +20,8 @@ import logging
 import os
 import stat
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import asyncpg
 import pytest
@@ -127,7 +127,8 @@ async def counts(pool: asyncpg.Pool) -> dict[str, int]:
     return {
         "users": await pool.fetchval("SELECT count(*) FROM users"),
         "members": await pool.fetchval("SELECT count(*) FROM queue_members"),
-        "owned": await pool.fetchval("SELECT count(*) FROM extension_pool WHERE owner IS NOT NULL AND owner LIKE 'user:%'"),
+        "owned": await pool.fetchval(
+            "SELECT count(*) FROM extension_pool WHERE owner IS NOT NULL AND owner LIKE 'user:%'"),
         "audit_agents": await pool.fetchval("SELECT count(*) FROM audit_log WHERE entity = 'agent'"),
         "version": await pool.fetchval("SELECT version FROM config_state"),
     }
@@ -162,7 +163,7 @@ async def test_import_2000_polish_and_vietnamese(big_cfg: Config, bulk_pool: asy
         "SELECT email, login, caller_id_name, chat_name, extension, priority FROM users")}
     expected_logins: dict[str, str] = {}
     taken: set[str] = set()
-    for i, row in enumerate(rows):
+    for row in rows:
         base = naming.derive_login(row["first_name"], row["last_name"])
         login = naming.first_free_login(base, taken)
         taken.add(login)
@@ -202,7 +203,8 @@ async def test_import_2000_polish_and_vietnamese(big_cfg: Config, bulk_pool: asy
         row = await bulk_pool.fetchrow(
             "SELECT extension, sip_ha1_md5, web_password_hash FROM users WHERE login = $1", c["login"])
         assert str(row["extension"]) == c["sip_username"] == c["extension"]
-        ha1 = hashlib.md5(f"{c['sip_username']}:{big_cfg.asterisk.sip_realm}:{c['sip_password']}".encode()).hexdigest()
+        digest_input = f"{c['sip_username']}:{big_cfg.asterisk.sip_realm}:{c['sip_password']}"
+        ha1 = hashlib.md5(digest_input.encode()).hexdigest()
         assert row["sip_ha1_md5"] == ha1
         assert passwords.verify_web_password_sync(c["web_password"], row["web_password_hash"])
         result = await agents.verify_login(bulk_pool, c["login"], c["web_password"])
@@ -431,7 +433,8 @@ async def test_export_fresh_database_import_round_trip(
         big_cfg: Config, bulk_pool: asyncpg.Pool, fresh_dsn: str, tmp_path: Path) -> None:
     cfg, pool = big_cfg, bulk_pool
     # A varied source system: every kind of field, queue, role and number.
-    await queues.create_queue(pool, cfg, QueueCreate(name="vip", kind="voice", number=1500, strategy="rrmemory"), "t")
+    await queues.create_queue(pool, cfg, QueueCreate(name="vip", kind="voice", number=1500,
+                                                     strategy="rrmemory"), "t")
     await queues.create_queue(pool, cfg, QueueCreate(name="chat-pl", kind="chat"), "t")
     await queues.create_queue(pool, cfg, QueueCreate(name="tickets", kind="ticket"), "t")
     await directory.create_department(pool, cfg, DepartmentCreate(name="Obsługa Klienta"), "t")

@@ -60,10 +60,12 @@ async def test_role_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     # sip_allowed cannot change while the role has users (they would silently gain or
     # lose SIP accounts); other flags can.
     with pytest.raises(ConflictError) as exc:
-        await directory.update_role(agent_pool, cfg, "team-lead", parse(RoleUpdate, {"sip_allowed": False}), ACTOR)
+        await directory.update_role(agent_pool, cfg, "team-lead", parse(RoleUpdate, {"sip_allowed": False}),
+                                    ACTOR)
     assert (exc.value.field, exc.value.code) == ("sip_allowed", "role_in_use")
     updated = await directory.update_role(
-        agent_pool, cfg, "team-lead", parse(RoleUpdate, {"label": "Team leader", "calls_allowed": False}), ACTOR
+        agent_pool, cfg, "team-lead", parse(RoleUpdate, {"label": "Team leader",
+                                                         "calls_allowed": False}), ACTOR
     )
     assert (updated.label, updated.calls_allowed, updated.user_count) == ("Team leader", False, 1)
     with pytest.raises(ConflictError) as exc:
@@ -84,7 +86,8 @@ async def test_role_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 
 async def test_builtin_roles_editable_not_deletable(cfg: Config, pool: asyncpg.Pool) -> None:
-    updated = await directory.update_role(pool, cfg, "agent", parse(RoleUpdate, {"label": "Konsultant"}), ACTOR)
+    updated = await directory.update_role(pool, cfg, "agent", parse(RoleUpdate, {"label": "Konsultant"}),
+                                          ACTOR)
     assert updated.label == "Konsultant" and updated.builtin
     with pytest.raises(ValidationError) as exc:
         await directory.update_role(pool, cfg, "agent", parse(RoleUpdate, {"name": "consultant"}), ACTOR)
@@ -108,7 +111,8 @@ async def test_departments(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     with pytest.raises(ValidationError):
         parse(DepartmentCreate, {"name": "Sales\n[general]"})
     a = (await agents.create_agent(agent_pool, cfg, new_agent(department="obsługa klienta"), ACTOR)).agent
-    renamed = await directory.update_department(agent_pool, cfg, "Obsługa klienta", DepartmentUpdate(name="Support"), ACTOR)
+    renamed = await directory.update_department(agent_pool, cfg, "Obsługa klienta",
+                                                DepartmentUpdate(name="Support"), ACTOR)
     assert (renamed.name, renamed.user_count) == ("Support", 1)
     assert (await agents.get_agent(agent_pool, a.id)).department == "Support"
     await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
@@ -127,7 +131,8 @@ async def test_departments(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 async def test_account_types(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     types = {t.name: t for t in await directory.list_account_types(agent_pool)}
     assert types["standard"].max_users is None
-    gold = await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="Gold", max_users=3), ACTOR)
+    gold = await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="Gold", max_users=3),
+                                               ACTOR)
     assert (gold.name, gold.max_users, gold.user_count) == ("Gold", 3, 0)
     with pytest.raises(ConflictError):
         await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="gold"), ACTOR)
@@ -135,19 +140,23 @@ async def test_account_types(cfg: Config, agent_pool: asyncpg.Pool) -> None:
         await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
 
     # Lowering the limit below the count keeps the users and refuses new ones.
-    lowered = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate, {"max_users": 1}), ACTOR)
+    lowered = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate,
+                                                                                 {"max_users": 1}), ACTOR)
     assert (lowered.max_users, lowered.user_count) == (1, 2)
     with pytest.raises(ConflictError) as exc:
         await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
     assert exc.value.code == "licence_limit"
     # No limit any more.
-    unlimited = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate, {"max_users": None}), ACTOR)
+    unlimited = await directory.update_account_type(agent_pool, cfg, "gold",
+                                                    parse(AccountTypeUpdate, {"max_users": None}), ACTOR)
     assert unlimited.max_users is None
     await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
-    renamed = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate, {"name": "Premium"}), ACTOR)
+    renamed = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate,
+                                                                                 {"name": "Premium"}), ACTOR)
     assert (renamed.name, renamed.user_count) == ("Premium", 3)
     with pytest.raises(ValidationError) as exc:
-        await directory.update_account_type(agent_pool, cfg, "standard", parse(AccountTypeUpdate, {"name": "basic"}), ACTOR)
+        await directory.update_account_type(agent_pool, cfg, "standard", parse(AccountTypeUpdate,
+                                                                               {"name": "basic"}), ACTOR)
     assert exc.value.field == "name"
     with pytest.raises(NotFoundError):
         await directory.get_account_type(agent_pool, "gold")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -137,7 +138,7 @@ async def assert_whole(env: Env) -> dict[str, asyncpg.Record]:
             " (SELECT count(*) FROM audit_log a WHERE a.entity = 'agent'"
             "   AND a.action = 'create' AND a.entity_id = u.id::text) AS audits"
             " FROM users u LEFT JOIN extension_pool p ON p.number = u.extension")}
-        for login, u in users.items():
+        for u in users.values():
             assert u["extension"] is not None and u["owner"] == f"user:{u['id']}", dict(u)
             assert u["memberships"] == 1 and u["audits"] == 1, dict(u)
             assert u["web_password_hash"], dict(u)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import email
 import logging
 import socket
+from collections.abc import Iterator
 from email.message import Message
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest

@@ -220,7 +220,7 @@ def _challenge_time(port: int, user: str, timeout: float) -> float | None:
             sock.settimeout(left)
             try:
                 data = sock.recv(65535).decode(errors="replace")
-            except socket.timeout:
+            except TimeoutError:
                 return None
             if call_id in data and not data.startswith("SIP/2.0 1"):
                 return time.monotonic() - t0

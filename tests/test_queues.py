@@ -34,8 +34,10 @@ async def owner_of(pool: asyncpg.Pool, number: int) -> str | None:
 
 async def test_create_list_get(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     v0 = await version(agent_pool)
-    voice, v = await queues.create_queue(agent_pool, cfg, qc(name="Sales", strategy="rrmemory", number=200), ACTOR)
-    assert (voice.name, voice.kind, voice.strategy, voice.number, voice.member_count) == ("Sales", "voice", "rrmemory", 200, 0)
+    voice, v = await queues.create_queue(agent_pool, cfg, qc(name="Sales", strategy="rrmemory", number=200),
+                                         ACTOR)
+    assert (voice.name, voice.kind, voice.strategy, voice.number, voice.member_count) == ("Sales", "voice",
+                                                                                          "rrmemory", 200, 0)
     assert v == v0 + 1
     assert await owner_of(agent_pool, 200) == f"queue:{voice.id}"
     chat, v = await queues.create_queue(agent_pool, cfg, qc(name="chat-pl", kind="chat"), ACTOR)
@@ -82,7 +84,8 @@ async def test_update_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     a = await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}]), ACTOR)
     v0 = await version(agent_pool)
 
-    renamed, v = await queues.update_queue(agent_pool, cfg, "SALES", qu(name="sales-pl", strategy="leastrecent"), ACTOR)
+    renamed, v = await queues.update_queue(agent_pool, cfg, "SALES", qu(name="sales-pl",
+                                                                        strategy="leastrecent"), ACTOR)
     assert (renamed.name, renamed.strategy, renamed.member_count, v) == ("sales-pl", "leastrecent", 1, v0 + 1)
     assert (await agents.get_agent(agent_pool, a.agent.id)).queues[0]["name"] == "sales-pl"
 
@@ -123,7 +126,8 @@ async def test_update_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 async def test_ticket_queue_references_follow(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await queues.create_queue(agent_pool, cfg, qc(name="mail", kind="ticket"), ACTOR)
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(role="end-user", default_ticket_queue="mail"), ACTOR)).agent
+    a = (await agents.create_agent(agent_pool, cfg, new_agent(role="end-user", default_ticket_queue="mail"),
+                                   ACTOR)).agent
     await queues.update_queue(agent_pool, cfg, "mail", qu(name="mail-pl"), ACTOR)
     assert (await agents.get_agent(agent_pool, a.id)).default_ticket_queue == "mail-pl"
     assert await queues.delete_queue(agent_pool, cfg, "mail-pl", ACTOR) is None

@@ -7,7 +7,8 @@ models (which is how the API and the CLI get them).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -78,7 +79,8 @@ def test_refusal_names_the_character() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["Łukasz", "Żółć", "Nguyễn", "Đặng", "Anne-Marie", "O'Neil", "O’Brien", "José María", "Jr.", "李", "Ольга"]
+    "name", ["Łukasz", "Żółć", "Nguyễn", "Đặng", "Anne-Marie", "O'Neil", "O’Brien", "José María", "Jr.", "李",
+             "Ольга"]
 )
 def test_unicode_person_names_are_fine(name: str) -> None:
     assert validation.person_name(name, "first_name") == name

@@ -16,8 +16,8 @@ brake on guessing. The clock is injectable so tests need not sleep.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sipprov.config import SecurityConfig
 from sipprov.errors import RateLimitedError

@@ -75,7 +75,7 @@ def random_text(alphabet: str, length: int) -> str:
     return out[:length]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def crypt_context(scheme: str = "argon2") -> CryptContext:
     """A context hashing with `scheme` and verifying both schemes."""
     if scheme not in HASH_SCHEMES:
@@ -220,7 +220,7 @@ class SipDigests:
 
 
 def sip_digests(username: str, realm: str, password: str) -> SipDigests:
-    material = f"{username}:{realm}:{password}".encode("utf-8")
+    material = f"{username}:{realm}:{password}".encode()
     return SipDigests(
         realm=realm,
         md5=hashlib.md5(material).hexdigest(),

@@ -84,7 +84,7 @@ class QueueMember:
 class _Manager(Manager):
     """panoramisk's Manager with its reconnect loop replaced by a report to the client."""
 
-    def __init__(self, client: "AmiClient", **config: Any) -> None:
+    def __init__(self, client: AmiClient, **config: Any) -> None:
         super().__init__(**config)
         self._client = client
 
@@ -160,7 +160,7 @@ class AmiClient:
             transport_protocol = await asyncio.wait_for(
                 loop.create_connection(AMIProtocol, self.cfg.ami_host, self.cfg.ami_port),
                 self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AmiError(f"AMI at {where}: no connection within {self.timeout} s") from None
         except OSError as exc:
             raise AmiError(f"AMI at {where}: cannot connect: {exc.strerror or exc}") from None
@@ -202,7 +202,7 @@ class AmiClient:
                 pass
         manager.close()
 
-    async def __aenter__(self) -> "AmiClient":
+    async def __aenter__(self) -> AmiClient:
         await self.connect()
         return self
 
@@ -211,7 +211,7 @@ class AmiClient:
 
     # ------------------------------------------------------------------ actions
 
-    async def _wait(self, fut: "asyncio.Future[Any]", what: str) -> Any:
+    async def _wait(self, fut: asyncio.Future[Any], what: str) -> Any:
         lost = self._lost
         assert lost is not None
         done, _ = await asyncio.wait({fut, lost}, timeout=self.timeout,

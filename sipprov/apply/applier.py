@@ -29,11 +29,12 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import asyncpg
 
@@ -127,7 +128,7 @@ class _Stats:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -255,7 +256,7 @@ class Applier:
                     self._applied_cond.wait_for(lambda: self._applied_version >= version),
                     timeout,
                 )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._applied_version >= version
         return True
 
@@ -322,7 +323,7 @@ class Applier:
             quiet = max(debounce, BURST_QUIET_S) if burst else debounce
             try:
                 await asyncio.wait_for(self._wake.wait(), min(quiet, left))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 capped = left <= quiet  # the window ran out, not the changes
                 break
         log.debug("coalesced %d change(s) in %.2f s (window %.0f s%s)",
@@ -380,7 +381,7 @@ class Applier:
             conn: asyncpg.Connection | None = None
             lost = asyncio.Event()
 
-            def on_lost(_conn: Any) -> None:
+            def on_lost(_conn: Any, lost: asyncio.Event = lost) -> None:
                 lost.set()
 
             try:

@@ -204,7 +204,7 @@ class Settings:
     sha256: bool
 
     @classmethod
-    def from_config(cls, ast: AsteriskConfig) -> "Settings":
+    def from_config(cls, ast: AsteriskConfig) -> Settings:
         """Validate the operator's values once (a bad one is a configuration error)."""
         for name in ("transport", "internal_context", "outbound_context"):
             if not _IDENT.fullmatch(getattr(ast, name)):
@@ -322,7 +322,7 @@ class Renderer:
         old = self._cache
         new: dict[AgentConf, str] = {}
         missing = [a for a in agents if a not in old]
-        rendered = dict(zip(missing, self._batch_pjsip(missing))) if missing else {}
+        rendered = dict(zip(missing, self._batch_pjsip(missing), strict=True)) if missing else {}
         parts = [HEADER.format(name=PJSIP_CONF)]
         for a in agents:
             chunk = old.get(a) or rendered[a]

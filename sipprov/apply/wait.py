@@ -82,7 +82,7 @@ async def wait_applied(
                 delay = min(cfg.applier.backoff_max_s,
                             cfg.applier.backoff_min_s * 2 ** (failures - 1))
                 await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = "timed out while applying"
     finally:
         if applier is not None:

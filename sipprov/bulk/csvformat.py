@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from sipprov.agents.models import Agent, AgentCreate
 from sipprov.errors import ValidationError

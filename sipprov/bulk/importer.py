@@ -69,9 +69,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, TextIO
 
 import asyncpg
 
@@ -398,7 +399,7 @@ class _Importer:
                     row.fail(f"{name}: {value} is also on line {seen[value]}", name)
                     break
             else:
-                for name, value, seen in checks:
+                for _name, value, seen in checks:
                     seen[value] = row.csv.line
 
     # ---- 4. updates
@@ -538,7 +539,7 @@ class _Importer:
         for row in creates:
             if row.create and row.create.login:
                 taken.add(row.create.login.lower())
-        for row, user_id in zip(creates, ids):
+        for row, user_id in zip(creates, ids, strict=True):
             data, plan = row.create, row.plan
             assert data is not None and plan is not None
             row.user_id = user_id
@@ -569,7 +570,8 @@ class _Importer:
             number = row.create.extension  # type: ignore[union-attr]
             if number not in claimed:
                 try:  # not claimable: the extension service says why (range, reserved, taken)
-                    await extensions.allocate_exact(self.conn, ext, number, extensions.user_owner(row.user_id))  # type: ignore[arg-type]
+                    owner = extensions.user_owner(row.user_id)  # type: ignore[arg-type]
+                    await extensions.allocate_exact(self.conn, ext, number, owner)
                 except SipprovError as exc:
                     row.fail(exc)
                     continue
@@ -583,7 +585,7 @@ class _Importer:
             auto = auto[:free]
             owners = [extensions.user_owner(r.user_id) for r in auto]  # type: ignore[arg-type]
             got = await extensions.allocate_many(self.conn, ext, owners)
-            for row, owner in zip(auto, owners):
+            for row, owner in zip(auto, owners, strict=True):
                 row.extension = got[owner]
 
         for row in creates:

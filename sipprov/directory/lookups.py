@@ -9,7 +9,8 @@ type `standard` (the default of every create) may not be deleted.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 

@@ -3,7 +3,8 @@ from when creating a user. None of these changes reach Asterisk, so none waits."
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web

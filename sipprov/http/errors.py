@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiohttp import web

@@ -15,7 +15,7 @@ def _print_status(st: PbxStatus) -> None:
     print(f"instance:  {st.instance}")
     print(f"root:      {st.root} ({'built' if st.root_built else 'not built'})")
     print(f"asterisk:  {st.version or '-'}")
-    print(f"running:   {'yes, pid %d' % st.pid if st.running else 'no'}")
+    print(f"running:   {f'yes, pid {st.pid}' if st.running else 'no'}")
     print(f"AMI:       127.0.0.1:{st.ami_port}")
     print(f"SIP (UDP): 127.0.0.1:{st.sip_port}")
 

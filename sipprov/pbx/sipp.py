@@ -24,9 +24,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 # Final responses a scenario expects besides 200 (anything else aborts that call).
 FAIL_CODES = (400, 401, 403, 404, 407, 408, 420, 423, 480, 481, 484, 486, 487, 488,
@@ -347,7 +347,7 @@ async def _run(argv: list[str], workdir: Path, timeout: float) -> int:
     proc = await _spawn(argv, workdir)
     try:
         return await asyncio.wait_for(proc.wait(), timeout + 5)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
@@ -411,7 +411,7 @@ async def _register(server_host: str, server_port: int, username: str, password:
         argv += ["-m", "1", "-recv_timeout", f"{int(timeout * 1000)}"]
         try:
             rc = await _run(argv, work, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return RegisterResult(False, 0, time.monotonic() - t0, "",
                                   "sipp overran its timeout and was killed")
         rows = [r for r in _parse_log(log) if len(r) >= 3 and r[1] == username]
@@ -479,7 +479,7 @@ async def register_many(server_host: str, server_port: int,
                  "-recv_timeout", "10000", "-max_recv_loops", "10000"]
         try:
             await _run(argv, work, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         rows = _parse_log(log)
     elapsed = time.monotonic() - t0
@@ -524,7 +524,7 @@ class Uas:
         left = self._deadline - time.monotonic() if timeout is None else timeout
         try:
             await asyncio.wait_for(self._proc.wait(), max(0.1, left))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.stop()
         events = self._events()
         return "ANSWERED" in events and "BYE" in events
@@ -539,7 +539,7 @@ class Uas:
     def cleanup(self) -> None:
         self._workdir.cleanup()
 
-    async def __aenter__(self) -> "Uas":
+    async def __aenter__(self) -> Uas:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -603,7 +603,7 @@ async def call(server_host: str, server_port: int, username: str, password: str,
         argv += ["-m", "1", "-mp", str(free_udp_port()), "-aa"]
         try:
             rc = await _run(argv, work, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return CallResult(False, 0, time.monotonic() - t0, "sipp overran and was killed")
         rows = _parse_log(log)
         elapsed = time.monotonic() - t0

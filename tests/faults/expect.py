@@ -174,7 +174,7 @@ def assert_files_mean(files: dict[str, bytes], snap: Snapshot, cfg: Config) -> N
         want = [(e.name, e.items) for e in expected[name]]
         if got != want:
             # name the first difference, not a wall of text
-            for index, (g, w) in enumerate(zip(got, want)):
+            for index, (g, w) in enumerate(zip(got, want, strict=False)):
                 assert g == w, f"{name} section #{index}: got {g!r}, expected {w!r}"
             assert len(got) == len(want), (
                 f"{name}: {len(got)} sections, expected {len(want)}: "

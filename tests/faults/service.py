@@ -84,7 +84,7 @@ class Serve:
         self.env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, healthy_within: float = 30.0) -> "Serve":
+    async def start(self, healthy_within: float = 30.0) -> Serve:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPPROV_")}
         env.update(self.env)
         argv = [SIPPROV, *(["-v"] if self.verbose else []), "-c", str(self.config_path),

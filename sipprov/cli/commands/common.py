@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import inspect
 import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 

@@ -7,7 +7,8 @@ exported row is exactly what the API returns.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import asyncpg
 
