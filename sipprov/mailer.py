@@ -1,5 +1,10 @@
 """The credentials e-mail: a new user's login details, sent after the create committed.
 
+It speaks the recipient's language (the user's `language`): subject and body come from
+the gettext catalogs (sipprov/i18n) through the templates in sipprov/mail_templates/,
+as a plain-text body with an HTML alternative; headers are UTF-8 (RFC 2047 encoded
+by the email package's SMTP policy), so "Trần Thị Bích Ngọc" arrives intact in To:.
+
 The design lets credentials be e-mailed, so the mail carries the passwords; that is
 why it is only sent when asked for, never for the Extension role (a device, not a
 person), and why neither the body nor the passwords are ever logged. A failed send
@@ -10,17 +15,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import make_msgid
+from pathlib import Path
 
 import aiosmtplib
+import jinja2
 
+from sipprov import i18n
 from sipprov.agents.models import AgentCreated
 from sipprov.config import SmtpConfig
 
 log = logging.getLogger(__name__)
 
 NO_MAIL_ROLES = frozenset({"extension"})
+
+TEMPLATES = i18n.jinja_environment(
+    jinja2.FileSystemLoader(Path(__file__).resolve().parent / "mail_templates"),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,8 @@ class Credentials:
     web_password: str | None = None
     force_password_change: bool = False
     sip: SipDetails | None = None
+    # One of i18n.LANGUAGES: the mail's language.
+    language: str = i18n.DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -82,34 +101,30 @@ def may_mail(role: str) -> bool:
     return role.lower() not in NO_MAIL_ROLES
 
 
+def subject(language: str) -> str:
+    return i18n.translations(language).gettext("Your contact-centre account")
+
+
 def build_message(smtp: SmtpConfig, creds: Credentials) -> EmailMessage:
-    msg = EmailMessage()
+    """The mail in the recipient's language; ValueError for an address it cannot carry
+    (non-ASCII local part) or an unsupported language."""
+    language = i18n.require_language(creds.language)
+    if not creds.email.isascii():
+        # SMTPUTF8 is not assumed of the relay: such an address is reported, not sent.
+        raise ValueError("the address is not ASCII")
+    local, _, domain = creds.email.rpartition("@")
+    msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = smtp.sender
-    msg["To"] = formataddr((f"{creds.first_name} {creds.last_name}", creds.email))
-    msg["Subject"] = "Your contact-centre account"
+    msg["To"] = Address(display_name=f"{creds.first_name} {creds.last_name}", username=local,
+                        domain=domain)
+    msg["Subject"] = subject(language)
     msg["Message-ID"] = make_msgid(domain=smtp.sender.rpartition("@")[2] or "localhost")
-    lines = [
-        f"Hello {creds.first_name},",
-        "",
-        "an account has been created for you.",
-        "",
-        f"Login: {creds.login}",
-    ]
-    if creds.web_password:
-        lines.append(f"Password: {creds.web_password}")
-        if creds.force_password_change:
-            lines.append("You will be asked to choose a new password when you first log in.")
-    if creds.sip is not None:
-        lines += [
-            "",
-            "IP phone / softphone (SIP) account:",
-            f"  Username: {creds.sip.username}",
-            f"  Password: {creds.sip.password}",
-            f"  Server:   {creds.sip.server}",
-            f"  Realm:    {creds.sip.realm}",
-        ]
-    lines += ["", "Keep this message private, or delete it once you have logged in."]
-    msg.set_content("\n".join(lines) + "\n")
+    context = {**i18n.gettext_context(language), "creds": creds, "subject": msg["Subject"]}
+    msg.set_content(TEMPLATES.get_template("credentials.txt").render(context), charset="utf-8")
+    msg.add_alternative(TEMPLATES.get_template("credentials.html").render(context), subtype="html",
+                        charset="utf-8")
+    # After the parts are made: add_alternative moves Content-* headers into the first part.
+    msg["Content-Language"] = language
     return msg
 
 
@@ -121,7 +136,7 @@ async def send_credentials(smtp: SmtpConfig, creds: Credentials) -> MailResult:
         return MailResult(False, "e-mail is not configured (smtp.host is empty)")
     try:
         message = build_message(smtp, creds)
-    except ValueError as exc:  # e.g. a non-ASCII address formataddr() cannot encode
+    except ValueError as exc:  # e.g. a non-ASCII address (no SMTPUTF8 assumed)
         # Called after the commit: raising would lose the credentials' only reply.
         error = f"the message cannot be built for this address ({type(exc).__name__})"
         log.warning("credentials e-mail for login %s not sent: %s", creds.login, error)

@@ -8,7 +8,8 @@ import email
 import logging
 import socket
 from collections.abc import Iterator
-from email.message import Message
+from email import policy
+from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
@@ -32,11 +33,14 @@ class Inbox:
     """aiosmtpd handler keeping every message it is given."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], Message]] = []
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.raw: list[bytes] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content)
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+        self.raw.append(envelope.content)
         return "250 OK"
 
 
@@ -56,10 +60,11 @@ def ours(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail."))
 
 
-def body_of(msg: Message) -> str:
-    payload = msg.get_payload(decode=True)
-    assert isinstance(payload, bytes)
-    return payload.decode(msg.get_content_charset() or "utf-8")
+def body_of(msg: EmailMessage, kind: str = "plain") -> str:
+    """The decoded text/plain (or text/html) part."""
+    part = msg.get_body((kind,))
+    assert part is not None, f"no text/{kind} part"
+    return part.get_content()
 
 
 async def test_credentials_mail_is_received(admin: aiohttp.ClientSession, inbox: Inbox,
@@ -168,4 +173,84 @@ async def test_unmailable_address_is_reported_not_a_500(admin: aiohttp.ClientSes
     mail = r.body["credentials_email"]
     assert mail["sent"] is False and mail["error"]
     assert r.body["credentials"]["web_password"] not in mail["error"]
+    assert inbox.messages == []
+
+
+# What each language's mail must say (the catalogs' translations, checked by a reader).
+IN_LANGUAGE = {
+    "pl": {
+        "name": ("Łukasz", "Żółć-Wąsowicz"),
+        "subject": "Twoje konto w centrum kontaktowym",
+        "lines": ["Dzień dobry, Łukasz!", "Utworzyliśmy dla Ciebie konto.", "Hasło: ",
+                  "Przy pierwszym logowaniu system poprosi Cię o ustawienie nowego hasła.",
+                  "Konto SIP (telefon IP / softphone):", "Nazwa użytkownika: ", "Serwer: "],
+    },
+    "vi": {
+        "name": ("Bích Ngọc", "Trần Thị"),
+        "subject": "Tài khoản trung tâm liên lạc của bạn",
+        "lines": ["Xin chào Bích Ngọc,", "Tài khoản của bạn đã được tạo.", "Tên đăng nhập: ",
+                  "Mật khẩu: ", "Bạn sẽ được yêu cầu đặt mật khẩu mới khi đăng nhập lần đầu.",
+                  "Tài khoản SIP (điện thoại IP / softphone):", "Máy chủ: "],
+    },
+    "en": {
+        "name": ("Mary", "O'Brien"),
+        "subject": "Your contact-centre account",
+        "lines": ["Hello Mary,", "An account has been created for you.", "Login: ",
+                  "Password: ", "You will be asked to choose a new password when you first log in.",
+                  "IP phone / softphone (SIP) account:", "Username: "],
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["pl", "vi", "en"])
+async def test_mail_speaks_the_recipients_language(language: str, inbox: Inbox, cfg: Config,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    want = IN_LANGUAGE[language]
+    first, last = want["name"]
+    creds = mailer.Credentials(
+        email="someone@example.com", first_name=first, last_name=last, login="some.one",
+        role="agent", web_password="Web-pass-1234567", force_password_change=True,
+        sip=mailer.SipDetails("204", "Sip-pass-abcdefgh", "sipprov", "pbx.example.com:5060"),
+        language=language)
+    with caplog.at_level(logging.DEBUG):
+        result = await mailer.send_credentials(cfg.smtp, creds)
+    assert result.sent is True, result.error
+    _, rcpts, msg = inbox.messages[0]
+    assert rcpts == ["someone@example.com"]
+    assert msg["Subject"] == want["subject"]
+    assert msg["Content-Language"] == language
+    to = msg["To"].addresses[0]
+    assert (to.display_name, to.addr_spec) == (f"{first} {last}", "someone@example.com")
+    # On the wire every header is ASCII: RFC 2047 encoded words, not raw UTF-8.
+    head = inbox.raw[0].split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    if language != "en":
+        assert b"=?utf-8?" in head
+    text, html = body_of(msg), body_of(msg, "html")
+    for line in want["lines"]:
+        assert line in text, line
+    assert "Web-pass-1234567" in text and "Sip-pass-abcdefgh" in text and "some.one" in text
+    assert f'<html lang="{language}">' in html and want["lines"][0] in html
+    assert "Sip-pass-abcdefgh" in html
+    logged = ours(caplog)
+    assert "credentials e-mail sent" in logged
+    assert "Web-pass-1234567" not in logged and "Sip-pass-abcdefgh" not in logged
+
+
+async def test_html_alternative_escapes_user_data(inbox: Inbox, cfg: Config) -> None:
+    creds = mailer.Credentials(email="x@example.com", first_name="<script>", last_name="X",
+                               login="x.x", role="agent", web_password="a&b<c>d-123")
+    assert (await mailer.send_credentials(cfg.smtp, creds)).sent
+    msg = inbox.messages[0][2]
+    html = body_of(msg, "html")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "a&amp;b&lt;c&gt;d-123" in html
+    assert "Hello <script>," in body_of(msg)  # plain text is not HTML
+
+
+async def test_unknown_language_is_not_sent(inbox: Inbox, cfg: Config) -> None:
+    creds = mailer.Credentials(email="x@example.com", first_name="A", last_name="B",
+                               login="a.b", role="agent", web_password="pw-123456789",
+                               language="de")
+    result = await mailer.send_credentials(cfg.smtp, creds)
+    assert result.sent is False and result.error and "pw-123456789" not in result.error
     assert inbox.messages == []
