@@ -21,6 +21,8 @@ from sipprov.apply import applier as applier_mod
 from sipprov.apply import files as files_mod
 from sipprov.apply import render as render_mod
 from sipprov.apply import snapshot as snapshot_mod
+from sipprov.apply.connection import ApplyConnection
+from sipprov.apply.verify import Verifier
 from sipprov.db.sql import config_state
 
 from .machine import cpu_seconds
@@ -100,8 +102,9 @@ def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
             trace._current = None
 
     patch(A, "_apply_locked", apply_locked)
-    patch(A, "_lock", _wrap_async(trace, lambda *a, **k: "db_lock", A._lock))
-    patch(A, "_verify", _wrap_async(trace, lambda *a, **k: "verify", A._verify))
+    patch(ApplyConnection, "lock",
+          _wrap_async(trace, lambda *a, **k: "db_lock", ApplyConnection.lock))
+    patch(Verifier, "verify", _wrap_async(trace, lambda *a, **k: "verify", Verifier.verify))
     patch(snapshot_mod, "load", _wrap_async(trace, lambda *a, **k: "snapshot", snapshot_mod.load))
     patch(config_state, "mark_applied",
           _wrap_async(trace, lambda *a, **k: "mark_applied", config_state.mark_applied))

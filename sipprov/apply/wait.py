@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from sipprov.apply.applier import Applier, Rejected, Unavailable
+from sipprov.apply.applier import Applier
+from sipprov.apply.errors import Rejected, Unavailable
 from sipprov.config import Config
 from sipprov.db.sql import config_state
 

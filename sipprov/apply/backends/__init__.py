@@ -1,0 +1,67 @@
+"""Apply backends: how Asterisk is made to hold one snapshot.
+
+The applier's loop (coalescing, lock, snapshot, recording the applied version) is the
+same whatever the backend; a backend owns everything between "here is a snapshot" and
+"Asterisk holds it": rendering, writing, reloading, rolling back, verifying.
+
+- FilesBackend (`backends/files.py`): every agent in the generated pjsip.conf, reloads
+  of res_pjsip / pbx_config / app_queue.
+- A realtime backend fits the same Protocol: Asterisk reads agents from PostgreSQL
+  views (no pjsip reload), queues.conf / extensions.conf still written, changed
+  agents' cached objects expired and contacts removed over AMI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sipprov.apply.ami import AmiClient
+from sipprov.apply.snapshot import Snapshot
+
+
+@dataclass
+class ApplyRequest:
+    """What the loop hands a backend for one apply."""
+
+    # Reload and verify everything, whatever changed.
+    force: bool
+    # The snapshot is newer than the recorded applied version.
+    pending: bool
+    # A connected AMI client (raises Unavailable): only asked for when needed.
+    ami: Callable[[], Awaitable[AmiClient]]
+    # Called once per successful module reload (status()["reloads"]).
+    count_reload: Callable[[str], None]
+    # Phase name -> milliseconds, filled in by the backend.
+    phases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BackendResult:
+    # Files (or other artefacts) whose content changed.
+    changed: list[str]
+    # Modules reloaded.
+    reloaded: list[str]
+    # True: nothing to do (Asterisk already holds this snapshot); not verified again.
+    noop: bool = False
+    # The AMI client the apply used (None when it needed none).
+    ami: AmiClient | None = None
+
+
+class ApplyBackend(Protocol):
+    """Makes Asterisk hold a snapshot. Raises Unavailable, NotVerified or Rejected."""
+
+    def stale(self) -> None:
+        """A previous run may have changed things without telling Asterisk: bring
+        everything in again on the next apply."""
+
+    async def apply(self, snap: Snapshot, req: ApplyRequest) -> BackendResult:
+        """Render, write, reload what changed (rolling back only what Asterisk
+        explicitly refused)."""
+
+    async def verify(self, snap: Snapshot, ami: AmiClient, force: bool) -> None:
+        """Check over AMI that Asterisk shows `snap`; NotVerified if not."""
+
+    async def accepted(self, snap: Snapshot) -> None:
+        """`snap` is live and verified: remember it (last good copies, verified state)."""
