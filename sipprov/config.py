@@ -2,61 +2,155 @@
 
 Every key has a default here and is documented in config.example.toml, so a missing
 file still gives a working development setup (embedded PostgreSQL, local PBX).
+
+The sections are pydantic dataclasses: a value of the wrong type, an unknown key or a
+value Asterisk would misread (a context with a space, an unknown codec, a realm with a
+`;`) is refused when the file loads, with a message naming the key, so `sipprov serve`
+refuses to start instead of failing at every apply. They stay dataclasses, so
+`dataclasses.replace(cfg.section, key=value)` works and validates too. Assignment to a
+field is not validated (tests tweak settings in place).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass
 
 DEFAULT_STATE_DIR = Path(os.environ.get("SIPPROV_STATE_DIR", "/var/lib/sipprov"))
 DEFAULT_PBX_ROOT = Path(os.environ.get("SIPPROV_PBX_ROOT", "/var/cache/sipprov/asterisk-root"))
+
+# Strict: TOML gives real types, so "80" for a port or 1 for a flag is a mistake to
+# name, not to coerce. Unknown keys are refused (a typo must not be silently ignored).
+_SECTION = ConfigDict(strict=True, extra="forbid")
+# Paths come from TOML as strings: accept str -> Path.
+LaxPath = Annotated[Path, Field(strict=False)]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+# Asterisk section and context names (Asterisk keeps 79 bytes of a context name).
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,78}")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+# Digest realms end up in `realm=` lines and in every stored HA1: keep them plain.
+_REALM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+# The codecs chan_pjsip knows in Asterisk 22 (`core show codecs`), plus `all`.
+KNOWN_CODECS = frozenset({
+    "all", "ulaw", "alaw", "gsm", "g722", "g723", "g726", "g726aal2", "g729", "g719",
+    "adpcm", "ilbc", "lpc10", "speex", "speex16", "speex32", "siren7", "siren14", "opus",
+    "silk", "silk8", "silk12", "silk16", "silk24", "codec2", "slin", "slin12", "slin16",
+    "slin24", "slin32", "slin44", "slin48", "slin96", "slin192", "testlaw",
+    "h261", "h263", "h263p", "h264", "h265", "mpeg4", "vp8", "vp9", "av1",
+    "jpeg", "png", "t140", "t140red",
+})
+_RESERVED_CONTEXTS = frozenset({"general", "globals"})
+# The outbound context also names `<outbound_context>-dial`.
+_DIAL_SUFFIX = "-dial"
 
 
 class ConfigError(ValueError):
     """The configuration file is wrong; the message names the key."""
 
 
-@dataclass
+def _no_control(value: str, what: str) -> str:
+    """Operator text that reaches a config line: no line break, control or format character."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+        raise ValueError(f"{what} may not contain line breaks or control characters")
+    return value
+
+
+def _host(value: str) -> str:
+    """A hostname or an IP address (v6 without brackets)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a hostname or IP address")
+    return value
+
+
+def _absolute(value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    _no_control(str(value), "a path")
+    if not value.is_absolute():
+        raise ValueError(f"must be an absolute path, not {str(value)!r}")
+    return value
+
+
+@dataclass(config=_SECTION)
 class HttpConfig:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     # Largest request body accepted (avatars are up to 8 MB).
-    max_body_bytes: int = 8 * 1024 * 1024 + 65536
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024 + 65536
     # How long ?wait=applied waits before answering 202.
-    wait_timeout_s: float = 30.0
+    wait_timeout_s: Seconds = 30.0
     # Whether to trust X-Forwarded-For for rate limiting (only behind a proxy you own).
     trust_forwarded_for: bool = False
 
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return _host(value)
 
-@dataclass
+
+@dataclass(config=_SECTION)
 class DatabaseConfig:
     # Empty: start an embedded PostgreSQL in embedded_dir. Env: SIPPROV_DSN.
     dsn: str = ""
-    embedded_dir: Path = DEFAULT_STATE_DIR / "pgdata"
-    pool_min: int = 2
-    pool_max: int = 20
+    embedded_dir: LaxPath = DEFAULT_STATE_DIR / "pgdata"
+    pool_min: Annotated[int, Field(ge=0)] = 2
+    pool_max: Annotated[int, Field(ge=1)] = 20
     # Seconds to wait for PostgreSQL to accept a new connection; past it the
     # request answers 503. (Requests waiting for a free pool connection queue.)
-    acquire_timeout_s: float = 5.0
+    acquire_timeout_s: Seconds = 5.0
+
+    @field_validator("dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (or empty for the embedded server)")
+        return value
+
+    @field_validator("embedded_dir")
+    @classmethod
+    def _check_dir(cls, value: Path) -> Path | None:
+        return _absolute(value)
+
+    @field_validator("pool_max")
+    @classmethod
+    def _check_pool(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("pool_min", 0):
+            raise ValueError("must be >= database.pool_min")
+        return value
 
 
-@dataclass
+@dataclass(config=_SECTION)
 class AsteriskConfig:
     # Where sipprov writes its generated files (pjsip.conf, extensions.conf,
     # queues.conf); the operator's files of those names #include them.
     # Empty: the development PBX instance's etc/asterisk/sipprov.
-    config_dir: Path | None = None
+    config_dir: LaxPath | None = None
     ami_host: str = "127.0.0.1"
-    ami_port: int = 5038
+    ami_port: Port = 5038
     ami_user: str = "sipprov"
     # Env: SIPPROV_AMI_SECRET.
     ami_secret: str = "sipprov-dev-secret"
-    ami_timeout_s: float = 30.0
+    ami_timeout_s: Seconds = 30.0
     sip_realm: str = "sipprov"
     # What softphones are told to register to (host[:port]).
     sip_server: str = "127.0.0.1:5070"
@@ -67,28 +161,126 @@ class AsteriskConfig:
     rtp_symmetric: bool = True
     force_rport: bool = True
     rewrite_contact: bool = True
-    max_contacts: int = 1
+    max_contacts: Annotated[int, Field(ge=1, le=100)] = 1
     remove_existing: bool = True
     # Dialplan contexts.
     internal_context: str = "sipprov-internal"
     outbound_context: str = "sipprov-outbound"
     # Dial string prefix for outside calls, e.g. "PJSIP/${EXTEN}@trunk"; empty: no trunk.
     outbound_dial: str = ""
-    ring_timeout_s: int = 30
+    ring_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
+
+    @field_validator("config_dir")
+    @classmethod
+    def _check_config_dir(cls, value: Path | None) -> Path | None:
+        return _absolute(value)
+
+    @field_validator("ami_host")
+    @classmethod
+    def _check_ami_host(cls, value: str) -> str:
+        return _host(value)
+
+    @field_validator("ami_user", "ami_secret")
+    @classmethod
+    def _check_ami_text(cls, value: str) -> str:
+        # AMI is a line protocol: a line break would end the action early.
+        if not value:
+            raise ValueError("may not be empty")
+        return _no_control(value, "the value")
+
+    @field_validator("sip_realm")
+    @classmethod
+    def _check_realm(cls, value: str) -> str:
+        if not _REALM.fullmatch(value):
+            raise ValueError("must be letters, digits and _ . @ : - (at most 128), e.g. pbx.example.com")
+        return value
+
+    @field_validator("sip_server")
+    @classmethod
+    def _check_sip_server(cls, value: str) -> str:
+        host, port = value, ""
+        if value.startswith("["):  # [v6]:port
+            host, _, port = value[1:].partition("]")
+            port = port.removeprefix(":")
+        elif value.count(":") == 1:
+            host, _, port = value.partition(":")
+        _host(host)
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"port {port!r} is not 1-65535")
+        return value
+
+    @field_validator("transport", "internal_context", "outbound_context")
+    @classmethod
+    def _check_section_name(cls, value: str, info: ValidationInfo) -> str:
+        limit = 79 - (len(_DIAL_SUFFIX) if info.field_name == "outbound_context" else 0)
+        if not _IDENT.fullmatch(value) or len(value) > limit:
+            raise ValueError(f"must be letters, digits, _ . + - (at most {limit}), not {value!r}")
+        if value.lower() in _RESERVED_CONTEXTS:
+            raise ValueError(f"{value!r} is reserved by Asterisk")
+        if info.field_name == "outbound_context" and value == info.data.get("internal_context"):
+            raise ValueError("must differ from asterisk.internal_context")
+        return value
+
+    @field_validator("codecs")
+    @classmethod
+    def _check_codecs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one codec")
+        unknown = [c for c in value if c not in KNOWN_CODECS]
+        if unknown:
+            raise ValueError(f"unknown codec(s) {', '.join(map(repr, unknown))}; "
+                             f"Asterisk 22 knows {', '.join(sorted(KNOWN_CODECS))}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a codec twice")
+        return value
+
+    @field_validator("outbound_dial")
+    @classmethod
+    def _check_dial(cls, value: str) -> str:
+        _no_control(value, "the dial string")
+        if ";" in value or len(value) > 1024:
+            raise ValueError("may not contain ';' or be longer than 1024 characters")
+        return value
 
 
-@dataclass
+@dataclass(config=_SECTION)
 class PbxConfig:
     # The development PBX (sipprov pbx up): a Debian-unstable root with Asterisk 22.
-    root: Path = DEFAULT_PBX_ROOT
+    root: LaxPath = DEFAULT_PBX_ROOT
     # Several Asterisk instances can run from one root (the dev PBX, the tests' PBX):
     # each has its own etc/run/log/spool/lib dirs under <root>/srv/sipprov/<instance>.
     instance: str = "dev"
     # Empty: debootstrap's default mirror.
     mirror: str = ""
     suite: str = "sid"
-    sip_port: int = 5070
-    boot_timeout_s: float = 60.0
+    sip_port: Port = 5070
+    boot_timeout_s: Seconds = 60.0
+
+    @field_validator("root")
+    @classmethod
+    def _check_root(cls, value: Path) -> Path | None:
+        return _absolute(value)
+
+    @field_validator("instance")
+    @classmethod
+    def _check_instance(cls, value: str) -> str:
+        if not _INSTANCE.fullmatch(value):
+            raise ValueError("must be letters, digits and '-'")
+        return value
+
+    @field_validator("mirror")
+    @classmethod
+    def _check_mirror(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(https?|file)://\S+", value):
+            raise ValueError("must be an http(s):// or file:// URL, or empty")
+        return value
+
+    @field_validator("suite")
+    @classmethod
+    def _check_suite(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", value):
+            raise ValueError("must be a Debian suite name such as sid")
+        return value
 
     @property
     def instance_dir(self) -> Path:
@@ -101,53 +293,97 @@ class PbxConfig:
         return f"/srv/sipprov/{self.instance}"
 
 
-@dataclass
+@dataclass(config=_SECTION)
 class ExtensionsConfig:
-    first: int = 100
-    last: int = 999
+    first: Annotated[int, Field(ge=0, le=99999)] = 100
+    last: Annotated[int, Field(ge=0, le=99999)] = 999
     reserved: list[int] = field(default_factory=list)
 
+    @field_validator("last")
+    @classmethod
+    def _check_range(cls, value: int, info: ValidationInfo) -> int:
+        first = info.data.get("first")
+        if first is not None and value < first:
+            raise ValueError(f"must be >= extensions.first ({first})")
+        return value
 
-@dataclass
+
+@dataclass(config=_SECTION)
 class SecurityConfig:
     # passlib scheme for web passwords: argon2 or pbkdf2_sha256.
     web_hash_scheme: str = "argon2"
-    web_password_min_length: int = 10
+    web_password_min_length: Annotated[int, Field(ge=1)] = 10
     sip_password_min_length: int = 12
     # Failed logins: after `login_free_attempts` failures per login (or per address,
     # times 4) each further try waits; past `login_lockout_attempts` it is refused for
     # `login_lockout_s` seconds.
-    login_free_attempts: int = 3
-    login_lockout_attempts: int = 10
-    login_lockout_s: int = 900
+    login_free_attempts: Annotated[int, Field(ge=0)] = 3
+    login_lockout_attempts: Annotated[int, Field(ge=1)] = 10
+    login_lockout_s: Annotated[int, Field(ge=0)] = 900
     # Mode of generated Asterisk files (octal string in TOML, e.g. "0640").
     file_mode: int = 0o640
 
+    @field_validator("web_hash_scheme")
+    @classmethod
+    def _check_scheme(cls, value: str) -> str:
+        if value not in ("argon2", "pbkdf2_sha256"):
+            raise ValueError("must be argon2 or pbkdf2_sha256")
+        return value
 
-@dataclass
+    @field_validator("sip_password_min_length")
+    @classmethod
+    def _check_sip_min(cls, value: int) -> int:
+        if value < 12:
+            raise ValueError("must be >= 12")
+        return value
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _parse_mode(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return int(value, 8)
+            except ValueError:
+                raise ValueError('must be an octal string like "0640"') from None
+        return value
+
+    @field_validator("file_mode")
+    @classmethod
+    def _check_mode(cls, value: int) -> int:
+        if not 0 <= value <= 0o777 or value & 0o007:
+            raise ValueError("must be a file mode without permissions for others, e.g. \"0640\"")
+        return value
+
+
+@dataclass(config=_SECTION)
 class ApplierConfig:
     # Wait this long after a change for more before applying (coalescing).
-    debounce_ms: int = 50
+    debounce_ms: Annotated[int, Field(ge=0)] = 50
     # Retry backoff when Asterisk is away.
-    backoff_min_s: float = 0.5
-    backoff_max_s: float = 15.0
+    backoff_min_s: Seconds = 0.5
+    backoff_max_s: Seconds = 15.0
     verify: bool = True
 
 
-@dataclass
+@dataclass(config=_SECTION)
 class SmtpConfig:
     # Empty host: credential e-mails are disabled.
     host: str = ""
-    port: int = 25
+    port: Port = 25
     sender: str = "sipprov@localhost"
     starttls: bool = False
     username: str = ""
     # Env: SIPPROV_SMTP_PASSWORD.
     password: str = ""
-    timeout_s: float = 10.0
+    timeout_s: Seconds = 10.0
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return _host(value) if value else value
 
 
-@dataclass
+@dataclass(config=_SECTION)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -166,18 +402,21 @@ class Config:
         return self.pbx.instance_dir / "etc/asterisk/sipprov"
 
     def validate(self) -> None:
-        ext = self.extensions
-        if not (0 <= ext.first <= ext.last):
-            raise ConfigError("extensions.first must be <= extensions.last")
-        if ext.last > 99999:
-            raise ConfigError("extensions.last must have at most 5 digits")
-        if self.security.web_hash_scheme not in ("argon2", "pbkdf2_sha256"):
-            raise ConfigError("security.web_hash_scheme must be argon2 or pbkdf2_sha256")
-        if not self.pbx.instance.replace("-", "").isalnum():
-            raise ConfigError("pbx.instance must be letters, digits and '-'")
-        if self.security.sip_password_min_length < 12:
-            raise ConfigError("security.sip_password_min_length must be >= 12")
+        """Check the whole configuration again (after in-place changes), and that the
+        renderer accepts the Asterisk settings: a bad value fails here, at start."""
+        from_dict({name: dataclasses.asdict(section) for name, section in self._sections()})
+        from sipprov.apply import render  # the renderer's own wall, same rules
 
+        try:
+            render.Settings.from_config(self.asterisk)
+        except render.UnsafeValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _sections(self) -> list[tuple[str, Any]]:
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+
+SECTIONS: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 
 ENV_OVERRIDES = {
     "SIPPROV_DSN": ("database", "dsn"),
@@ -186,50 +425,44 @@ ENV_OVERRIDES = {
 }
 
 
-def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
-    name = f"{section}.{key}"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false")
-        return value
-    if key == "file_mode":
-        if isinstance(value, str):
+def describe(exc: ValidationError, section: str) -> list[str]:
+    """One line per problem, each starting with the dotted key (`asterisk.codecs: ...`)."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
+        key = ".".join([section, *loc[:1]])
+        kind = err["type"]
+        if kind == "unexpected_keyword_argument":
+            lines.append(f"{key}: unknown key")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind.endswith("_type") or kind.endswith("_parsing"):
+            msg += f" (got {type(err['input']).__name__} {err['input']!r})"
+        lines.append(f"{key}: {msg}")
+    return lines
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a Config from parsed TOML; ConfigError names every bad key."""
+    sections: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, table in data.items():
+        if name not in SECTIONS:
+            problems.append(f"unknown section [{name}]")
+        elif not isinstance(table, dict):
+            problems.append(f"[{name}] must be a table")
+        else:
             try:
-                return int(value, 8)
-            except ValueError as exc:
-                raise ConfigError(f"{name} must be an octal string like \"0640\"") from exc
-        return int(value)
-    if isinstance(default, Path) or key.endswith("_dir"):
-        return Path(value) if value else None
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    if isinstance(default, list):
-        if not isinstance(value, list):
-            raise ConfigError(f"{name} must be a list")
-        return value
-    if not isinstance(value, type(default)):
-        raise ConfigError(f"{name} must be of type {type(default).__name__}")
-    return value
+                sections[name] = SECTIONS[name](**table)
+            except ValidationError as exc:
+                problems.extend(describe(exc, name))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return Config(**sections)
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    cfg = Config()
-    for section, values in data.items():
-        if not hasattr(cfg, section):
-            raise ConfigError(f"unknown section [{section}]")
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{section}] must be a table")
-        sub = getattr(cfg, section)
-        known = {f.name for f in dataclasses.fields(sub)}
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(f"unknown key {section}.{key}")
-            setattr(sub, key, _coerce(section, key, getattr(sub, key), value))
-    return cfg
-
-
-def load(path: Path | str | None = None, env: dict[str, str] | None = None) -> Config:
-    """Load the TOML file (if any), then apply SIPPROV_* environment overrides."""
+def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the TOML file (if any), apply SIPPROV_* environment overrides, validate."""
     env = os.environ if env is None else env
     path = path or env.get("SIPPROV_CONFIG")
     data: dict[str, Any] = {}
@@ -241,9 +474,11 @@ def load(path: Path | str | None = None, env: dict[str, str] | None = None) -> C
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    cfg = from_dict(data)
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
-            setattr(getattr(cfg, section), key, env[var])
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key] = env[var]
+    cfg = from_dict(data)
     cfg.validate()
     return cfg

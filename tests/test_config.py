@@ -4,7 +4,10 @@ for secrets, clear errors for wrong keys."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -12,7 +15,8 @@ import pytest
 
 from sipprov import config as config_mod
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
 
 
 def test_example_parses_and_documents_every_key() -> None:
@@ -63,3 +67,98 @@ def test_file_mode_is_octal(tmp_path: Path) -> None:
 def test_generated_dir_defaults_to_the_pbx_instance() -> None:
     cfg = config_mod.Config()
     assert cfg.generated_dir == cfg.pbx.instance_dir / "etc/asterisk/sipprov"
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ('[asterisk]\ncodecs = ["ulaw", "mp3"]\n', "asterisk.codecs"),
+        ("[asterisk]\ncodecs = []\n", "asterisk.codecs"),
+        ('[asterisk]\ninternal_context = "sipprov internal"\n', "asterisk.internal_context"),
+        ('[asterisk]\noutbound_context = "general"\n', "asterisk.outbound_context"),
+        ('[asterisk]\noutbound_context = "sipprov-internal"\n', "asterisk.outbound_context"),
+        ('[asterisk]\ntransport = "udp]\\n[evil"\n', "asterisk.transport"),
+        ('[asterisk]\nsip_realm = "realm;x"\n', "asterisk.sip_realm"),
+        ('[asterisk]\nsip_realm = ""\n', "asterisk.sip_realm"),
+        ('[asterisk]\nsip_server = "pbx.example.com:70000"\n', "asterisk.sip_server"),
+        ('[asterisk]\nsip_server = "bad host"\n', "asterisk.sip_server"),
+        ('[asterisk]\nami_host = "-x"\n', "asterisk.ami_host"),
+        ("[asterisk]\nami_port = 0\n", "asterisk.ami_port"),
+        ("[asterisk]\nami_timeout_s = 0\n", "asterisk.ami_timeout_s"),
+        ('[asterisk]\nami_secret = "a\\nAction: Logoff"\n', "asterisk.ami_secret"),
+        ('[asterisk]\nconfig_dir = "relative/dir"\n', "asterisk.config_dir"),
+        ('[asterisk]\noutbound_dial = "PJSIP/${EXTEN}@trunk;x"\n', "asterisk.outbound_dial"),
+        ("[asterisk]\nring_timeout_s = 0\n", "asterisk.ring_timeout_s"),
+        ("[asterisk]\ndirect_media = 1\n", "asterisk.direct_media"),
+        ("[asterisk]\nmax_contacts = true\n", "asterisk.max_contacts"),
+        ('[pbx]\nroot = "srv/pbx"\n', "pbx.root"),
+        ('[pbx]\ninstance = "../x"\n', "pbx.instance"),
+        ("[database]\npool_min = 5\npool_max = 2\n", "database.pool_max"),
+        ('[database]\ndsn = "mysql://x"\n', "database.dsn"),
+        ('[security]\nfile_mode = "0644"\n', "security.file_mode"),
+        ('[security]\nweb_hash_scheme = "md5"\n', "security.web_hash_scheme"),
+        ("[smtp]\nport = 70000\n", "smtp.port"),
+        ("http = 1\n", "[http]"),
+    ],
+)
+def test_bad_asterisk_and_other_settings_name_the_key(tmp_path: Path, text: str, word: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(config_mod.ConfigError, match=re.escape(word)):
+        config_mod.load(path, env={})
+
+
+def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[http]\nport = 0\n[asterisk]\ncodecs = ["mp3"]\nrealm = "x"\n')
+    with pytest.raises(config_mod.ConfigError) as exc:
+        config_mod.load(path, env={})
+    for word in ("http.port", "asterisk.codecs", "asterisk.realm: unknown key"):
+        assert word in str(exc.value)
+
+
+def test_env_override_is_validated_too(tmp_path: Path) -> None:
+    with pytest.raises(config_mod.ConfigError, match=re.escape("database.dsn")):
+        config_mod.load(None, env={"SIPPROV_DSN": "not-a-url"})
+
+
+def test_replace_validates() -> None:
+    """`dataclasses.replace(cfg.section, ...)` (used by tests and `serve --port`) checks too."""
+    cfg = config_mod.Config()
+    assert dataclasses.replace(cfg.asterisk, codecs=["opus"]).codecs == ["opus"]
+    with pytest.raises(ValueError, match="codecs"):
+        dataclasses.replace(cfg.asterisk, codecs=["mp3"])
+
+
+@pytest.mark.parametrize("command", [["serve"], ["render", "--out", "OUT"], ["agents", "list"]])
+def test_commands_refuse_to_start_on_a_bad_key(tmp_path: Path, command: list[str]) -> None:
+    """A real `sipprov` process: exit 2, the key named, no traceback, nothing started
+    (no listener, no embedded PostgreSQL, nothing written)."""
+    path = tmp_path / "c.toml"
+    out = tmp_path / "out"
+    path.write_text(
+        f'[database]\nembedded_dir = "{tmp_path / "pg"}"\n'
+        '[asterisk]\ncodecs = ["ulaw", "g729a"]\n'
+    )
+    argv = [a.replace("OUT", str(out)) for a in command]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipprov.cli.main", "-c", str(path), *argv],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "asterisk.codecs" in proc.stderr and "'g729a'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not (tmp_path / "pg").exists() and not out.exists()
+
+
+def test_serve_refuses_a_bad_port_option(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[database]\nembedded_dir = "{tmp_path / "pg"}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipprov.cli.main", "-c", str(path), "serve", "--port", "70000"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "pg").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from sipprov.cli.commands.common import EXIT_FAILED, fail
+from pydantic import ValidationError
+
+from sipprov.cli.commands.common import EXIT_FAILED, EXIT_USAGE, fail
 from sipprov.config import Config
 
 
@@ -20,7 +22,11 @@ async def run(cfg: Config, args: argparse.Namespace) -> int:
     from sipprov.server import serve
 
     changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    cfg.http = dataclasses.replace(cfg.http, **changes)
+    try:
+        cfg.http = dataclasses.replace(cfg.http, **changes)
+    except ValidationError as exc:
+        where = ", ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        return fail(where, EXIT_USAGE)
     try:
         await serve(cfg)
     except OSError as exc:
