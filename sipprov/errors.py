@@ -19,8 +19,12 @@ class SipprovError(Exception):
         if code:
             self.code = code
 
+    def extra(self) -> dict[str, object]:
+        """More keys of the error body (none by default)."""
+        return {}
+
     def to_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "field": self.field}
+        return {"code": self.code, "message": self.message, "field": self.field, **self.extra()}
 
 
 class ValidationError(SipprovError):
@@ -35,6 +39,26 @@ class ConflictError(SipprovError):
 
     code = "conflict"
     status = 409
+
+
+class ConfirmationRequired(ConflictError):
+    """A change that would drop data the caller did not name (memberships, an extension,
+    a department's users): refused until confirmed (`?force=true`, `--force`, the CSV
+    `force` column). `lost` says what would go: counts and names (HTTP 409)."""
+
+    code = "confirmation_required"
+
+    def __init__(self, message: str, field: str | None, lost: dict[str, object]):
+        super().__init__(f"{message}; confirm with force=true", field)
+        self.what = message
+        self.lost = lost
+
+    def confirm_with(self, how: str) -> str:
+        """The message for a surface whose confirmation is spelled `how` (`--force`)."""
+        return f"{self.what}; confirm with {how}"
+
+    def extra(self) -> dict[str, object]:
+        return {"lost": self.lost}
 
 
 class NotFoundError(SipprovError):
@@ -65,6 +89,7 @@ __all__ = [
     "SipprovError",
     "ValidationError",
     "ConflictError",
+    "ConfirmationRequired",
     "NotFoundError",
     "AuthError",
     "ForbiddenError",

@@ -28,7 +28,7 @@ from sipprov.agents.models import (
 from sipprov.config import Config, ExtensionsConfig
 from sipprov.directory import lookups as directory
 from sipprov.directory import queues
-from sipprov.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from sipprov.errors import AuthError, ConfirmationRequired, ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker, version
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
@@ -624,7 +624,14 @@ async def test_losing_and_gaining_sip(cfg: Config, agent_pool: asyncpg.Pool) -> 
     )
     a = created.agent
     number = a.extension
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="end-user"), ACTOR)
+    # Nothing is dropped silently: refused, naming what would go, and nothing changed.
+    with pytest.raises(ConfirmationRequired) as refused:
+        await agents.update_agent(agent_pool, cfg, a.id, update(role="end-user"), ACTOR)
+    assert (refused.value.status, refused.value.field) == (409, "role")
+    assert refused.value.lost == {"extension": number, "queues": ["sales"], "campaigns": [999999]}
+    assert "extension" in refused.value.message and "sales" in refused.value.message
+    assert (await agents.get_agent(agent_pool, a.id)) == a
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="end-user"), ACTOR, force=True)
     b = r.agent
     assert (b.extension, b.has_sip, b.queues, b.campaigns, b.manual_dial_any) == (None, False, [], [], False)
     assert r.config_version is not None
@@ -641,14 +648,20 @@ async def test_losing_and_gaining_sip(cfg: Config, agent_pool: asyncpg.Pool) -> 
     r = await agents.update_agent(agent_pool, cfg, a.id, update(role="agent", extension=300), ACTOR)
     assert r.agent.extension == 300 and r.agent.has_sip and r.sip is not None and r.sip.username == "300"
     # is_agent false also removes SIP.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(is_agent=False), ACTOR)
+    with pytest.raises(ConfirmationRequired) as refused:
+        await agents.update_agent(agent_pool, cfg, a.id, update(is_agent=False), ACTOR)
+    assert (refused.value.field, refused.value.lost) == ("is_agent", {"extension": 300})
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(is_agent=False), ACTOR, force=True)
     assert r.agent.extension is None and r.config_version is not None
 
 
 async def test_web_login_follows_the_role(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
     a = created.agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="extension"), ACTOR)
+    with pytest.raises(ConfirmationRequired) as refused:
+        await agents.update_agent(agent_pool, cfg, a.id, update(role="extension"), ACTOR)
+    assert refused.value.lost == {"web_password": True}
+    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="extension"), ACTOR, force=True)
     assert r.web_password is None and r.sip is None  # keeps its SIP account
     assert (await stored(agent_pool, a.id))["web_password_hash"] is None
     assert not (await agents.verify_login(agent_pool, a.login, created.web_password)).ok

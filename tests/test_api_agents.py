@@ -354,7 +354,9 @@ async def test_departments_and_account_types(admin: aiohttp.ClientSession) -> No
     assert r.status == 200 and r.body == {**r.body, "name": "Helpdesk", "user_count": 1}
     r = await call(admin, "GET", "/api/v1/departments")
     assert [d["name"] for d in r.body["items"]] == ["Helpdesk"]
-    assert (await call(admin, "DELETE", "/api/v1/departments/Helpdesk")).status == 204
+    r = await call(admin, "DELETE", "/api/v1/departments/Helpdesk")
+    assert r.status == 409 and r.body["error"]["lost"]["users"] == 1
+    assert (await call(admin, "DELETE", "/api/v1/departments/Helpdesk?force=true")).status == 204
     assert (await call(admin, "GET", AGENTS)).body["items"][0]["department"] is None
 
     r = await call(admin, "GET", "/api/v1/account-types")

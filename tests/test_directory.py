@@ -18,7 +18,7 @@ from sipprov.agents.models import (
 )
 from sipprov.config import Config
 from sipprov.directory import lookups as directory
-from sipprov.errors import ConflictError, NotFoundError, ValidationError
+from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
@@ -119,7 +119,10 @@ async def test_departments(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     with pytest.raises(ConflictError):
         await directory.update_department(agent_pool, cfg, "Support", DepartmentUpdate(name="sales"), ACTOR)
     assert [x.name for x in await directory.list_departments(agent_pool)] == ["Sales", "Support"]
-    await directory.delete_department(agent_pool, cfg, "support", ACTOR)
+    with pytest.raises(ConfirmationRequired) as refused:
+        await directory.delete_department(agent_pool, cfg, "support", ACTOR)
+    assert refused.value.lost == {"users": 1, "logins": [a.login]}
+    await directory.delete_department(agent_pool, cfg, "support", ACTOR, force=True)
     assert (await agents.get_agent(agent_pool, a.id)).department is None  # the user stays
     with pytest.raises(NotFoundError):
         await directory.get_department(agent_pool, "Support")

@@ -12,7 +12,7 @@ from sipprov.agents import service as agents
 from sipprov.agents.models import AgentUpdate, QueueCreate, QueueUpdate, parse
 from sipprov.config import Config
 from sipprov.directory import queues
-from sipprov.errors import ConflictError, NotFoundError, ValidationError
+from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker, version
 
 # Every test here also checks that the audit log holds no secret (tests/conftest.py).
@@ -130,14 +130,23 @@ async def test_ticket_queue_references_follow(cfg: Config, agent_pool: asyncpg.P
                                    ACTOR)).agent
     await queues.update_queue(agent_pool, cfg, "mail", qu(name="mail-pl"), ACTOR)
     assert (await agents.get_agent(agent_pool, a.id)).default_ticket_queue == "mail-pl"
-    assert await queues.delete_queue(agent_pool, cfg, "mail-pl", ACTOR) is None
+    with pytest.raises(ConfirmationRequired) as refused:
+        await queues.delete_queue(agent_pool, cfg, "mail-pl", ACTOR)
+    assert refused.value.lost["default_ticket_queue_logins"] == [a.login]
+    assert await queues.delete_queue(agent_pool, cfg, "mail-pl", ACTOR, force=True) is None
     assert (await agents.get_agent(agent_pool, a.id)).default_ticket_queue is None
 
 
 async def test_delete_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await queues.create_queue(agent_pool, cfg, qc(name="sales", number=200), ACTOR)
     a = await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}]), ACTOR)
-    v = await queues.delete_queue(agent_pool, cfg, "sales", ACTOR)
+    v0 = await version(agent_pool)
+    with pytest.raises(ConfirmationRequired) as refused:
+        await queues.delete_queue(agent_pool, cfg, "sales", ACTOR)
+    assert refused.value.code == "confirmation_required" and refused.value.field == "name"
+    assert (refused.value.lost["members"], refused.value.lost["member_logins"]) == (1, [a.agent.login])
+    assert await version(agent_pool) == v0  # refused: nothing changed
+    v = await queues.delete_queue(agent_pool, cfg, "sales", ACTOR, force=True)
     assert v == await version(agent_pool)
     assert await owner_of(agent_pool, 200) is None
     assert (await agents.get_agent(agent_pool, a.agent.id)).queues == []

@@ -48,7 +48,13 @@ from sipprov.db.sql import config_state
 from sipprov.db.sql import directory as dir_sql
 from sipprov.db.sql import queues as queue_sql
 from sipprov.db.sql.constraints import conflict_from
-from sipprov.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from sipprov.errors import (
+    AuthError,
+    ConfirmationRequired,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +309,14 @@ async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor
 
 
 async def update_agent(
-    pool: asyncpg.Pool, cfg: Config, agent_id: int, data: AgentUpdate, actor: str, *, bump: bool = True
+    pool: asyncpg.Pool,
+    cfg: Config,
+    agent_id: int,
+    data: AgentUpdate,
+    actor: str,
+    *,
+    bump: bool = True,
+    force: bool = False,
 ) -> AgentCreated:
     """PATCH semantics: only the fields present change.
 
@@ -322,6 +335,10 @@ async def update_agent(
     bump=False: a change Asterisk sees does not bump the config version; the result
     has `bump_needed` set instead and the caller bumps once for many updates in its
     transaction (bulk import).
+
+    force: a role/is_agent change that would drop the extension, queue memberships,
+    campaign 999999 or the web password is refused (ConfirmationRequired, 409, saying
+    what would be lost) unless force is true.
     """
     changes = data.changes()
     if not changes:
@@ -346,6 +363,8 @@ async def update_agent(
                 )
             if not role["web_login"] and changes.get("force_password_change"):
                 raise validation.Refused("force_password_change", agentrules.no_web_login_reason(role))
+            if not force:
+                await _refuse_silent_loss(conn, row, role, changes, had_sip=had_sip, can_sip=can_sip)
 
             new: dict[str, Any] = {
                 name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
@@ -490,6 +509,43 @@ async def update_agent(
         config_version=version,
         bump_needed=visible and not bump,
     )
+
+
+async def _refuse_silent_loss(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    role: asyncpg.Record,
+    changes: dict[str, Any],
+    *,
+    had_sip: bool,
+    can_sip: bool,
+) -> None:
+    """A role or is_agent change must not quietly take away what the caller did not
+    name: the extension, queue memberships, campaign 999999, the web password.
+    Raises ConfirmationRequired listing them (the caller confirms with force)."""
+    lost: dict[str, Any] = {}
+    if had_sip and not can_sip:
+        lost["extension"] = row["extension"]
+        members = await queue_sql.user_memberships(conn, row["id"])
+        if members and "queues" not in changes:
+            lost["queues"] = sorted(m["name"] for m in members)
+        if row["manual_dial_any"]:
+            lost["campaigns"] = [MANUAL_DIAL_CAMPAIGN]
+    if not role["web_login"] and row["web_password_hash"] is not None:
+        lost["web_password"] = True
+    if not lost:
+        return
+    cause = "role" if "role" in changes else "is_agent"
+    parts = []
+    if "extension" in lost:
+        parts.append(f"extension {lost['extension']}")
+    if "queues" in lost:
+        parts.append(f"{len(lost['queues'])} queue memberships ({', '.join(lost['queues'])})")
+    if "campaigns" in lost:
+        parts.append(f"campaign {MANUAL_DIAL_CAMPAIGN}")
+    if "web_password" in lost:
+        parts.append("the web password (no web login)")
+    raise ConfirmationRequired(f"{cause}: this change removes {', '.join(parts)}", cause, lost)
 
 
 # --- delete --------------------------------------------------------------------------

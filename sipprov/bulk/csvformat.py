@@ -56,6 +56,9 @@ AGENT_COLUMNS: tuple[str, ...] = (
     "queues",
 )
 SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")
+# Columns that say how to apply a row rather than what the agent is: `force` confirms
+# an update that drops data (the API's ?force=true).
+CONTROL_COLUMNS: tuple[str, ...] = ("force",)
 IMPORT_COLUMNS: tuple[str, ...] = AGENT_COLUMNS + SECRET_COLUMNS
 ERROR_COLUMN = "error"
 # API-only fields: an import never e-mails (the credentials file is handed out instead).
@@ -153,7 +156,17 @@ def _check_header(header: list[str], allowed: tuple[str, ...]) -> tuple[str, ...
     return columns
 
 
-def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS) -> CsvFile:
+def parse_bool(cell: str, column: str) -> bool:
+    """A boolean cell: true/false, yes/no, 1/0, on/off (any case); empty is false."""
+    value = cell.strip().lower()
+    if value in ("", "false", "no", "0", "off"):
+        return False
+    if value in ("true", "yes", "1", "on"):
+        return True
+    raise ValidationError(f"{column}: must be true or false", column)
+
+
+def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS + CONTROL_COLUMNS) -> CsvFile:
     """Read a whole file; header and structure errors are ValidationErrors with the line."""
     reader = csv.reader(fh, strict=True)
     try:

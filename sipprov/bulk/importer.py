@@ -92,7 +92,7 @@ from sipprov.db.sql import extensions as ext_sql
 from sipprov.db.sql.constraints import taken as constraint_taken
 from sipprov.db.txpool import TxPool
 from sipprov.directory import definitions
-from sipprov.errors import SipprovError, ValidationError
+from sipprov.errors import ConfirmationRequired, SipprovError, ValidationError
 from sipprov.progress import Progress
 from sipprov.secretfile import create_private, replace_private
 
@@ -209,6 +209,7 @@ class _Row:
     update: dict[str, Any] | None = None  # AgentUpdate input
     new_password: str | None = None       # password cells of an update
     new_sip_password: str | None = None
+    force: bool = False                   # the `force` cell: confirm dropping data
     create: AgentCreate | None = None
     plan: agentrules.CreatePlan | None = None  # the agent service's rules for a create
     # resolved in the database phase
@@ -229,7 +230,9 @@ class _Row:
         return self.result.action != "error"
 
     def fail(self, exc: SipprovError | str, field_name: str | None = None) -> None:
-        if isinstance(exc, SipprovError):
+        if isinstance(exc, ConfirmationRequired):
+            message, field_name = exc.confirm_with("a force column set to true"), exc.field
+        elif isinstance(exc, SipprovError):
             message, field_name = exc.message, exc.field
         else:
             message = exc
@@ -324,7 +327,9 @@ class _Importer:
         data: dict[str, Any] = {}
         for col, cell in row.csv.cells.items():
             value = cell.strip()
-            if col == "password":
+            if col == "force":
+                row.force = agentcsv.parse_bool(cell, col)
+            elif col == "password":
                 row.new_password = cell or None
             elif col == "sip_password":
                 row.new_sip_password = cell or None
@@ -361,6 +366,9 @@ class _Importer:
         data: dict[str, Any] = {}
         for col, cell in row.csv.cells.items():
             value = cell if col in agentcsv.SECRET_COLUMNS else cell.strip()
+            if col in agentcsv.CONTROL_COLUMNS:
+                agentcsv.parse_bool(value, col)  # checked; nothing to confirm on a create
+                continue
             if not value:
                 continue
             data[col] = agentcsv.parse_queues(value) if col == "queues" else value
@@ -451,7 +459,8 @@ class _Importer:
             visible = False
             if changed:
                 result = await agents.update_agent(
-                    tx, self.cfg, before.id, parse(AgentUpdate, changed), actor, bump=False)  # type: ignore[arg-type]
+                    tx, self.cfg, before.id, parse(AgentUpdate, changed), actor,  # type: ignore[arg-type]
+                    bump=False, force=row.force)
                 after = result.agent
                 web_generated = result.web_password
                 sip_generated = result.sip.password if result.sip else None

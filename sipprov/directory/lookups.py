@@ -30,7 +30,7 @@ from sipprov.agents.models import (
 from sipprov.config import Config
 from sipprov.db.sql import directory as sql
 from sipprov.db.sql.constraints import conflict_from
-from sipprov.errors import ConflictError, NotFoundError
+from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError
 
 Conn = asyncpg.Connection | asyncpg.Pool
 DEFAULT_ACCOUNT_TYPE = "standard"
@@ -178,11 +178,27 @@ async def update_department(
             return _department(await sql.get_department(conn, data.name))
 
 
-async def delete_department(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -> None:
-    """Its users keep existing, without a department."""
+# How many logins a confirmation names (the count is always complete).
+NAMES_SHOWN = 20
+
+
+async def delete_department(
+    pool: asyncpg.Pool, cfg: Config, name: str, actor: str, *, force: bool = False
+) -> None:
+    """Its users keep existing, without a department; a department in use is only
+    deleted with force (else ConfirmationRequired naming its users)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await _found(sql.lock_department, conn, name, "department")
+            if row["user_count"] and not force:
+                logins = await sql.department_logins(conn, row["id"], NAMES_SHOWN)
+                raise ConfirmationRequired(
+                    f"name: department {row['name']} has {row['user_count']} users"
+                    f" ({', '.join(logins)}{', ...' if row['user_count'] > len(logins) else ''})"
+                    " who would be left without a department",
+                    "name",
+                    {"users": row["user_count"], "logins": logins},
+                )
             await sql.delete_department(conn, row["id"])
             await audit.record(
                 conn,

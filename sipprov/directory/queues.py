@@ -21,7 +21,7 @@ from sipprov.db.sql import agents as agent_sql
 from sipprov.db.sql import config_state
 from sipprov.db.sql import queues as sql
 from sipprov.db.sql.constraints import conflict_from
-from sipprov.errors import NotFoundError
+from sipprov.errors import ConfirmationRequired, NotFoundError
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -166,14 +166,24 @@ async def update_queue(
     return queue, version
 
 
-async def delete_queue(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -> int | None:
+# How many logins a confirmation names (the counts are always complete).
+NAMES_SHOWN = 20
+
+
+async def delete_queue(
+    pool: asyncpg.Pool, cfg: Config, name: str, actor: str, *, force: bool = False
+) -> int | None:
     """Delete a queue with its memberships, free its number; agents whose default ticket
-    queue it was lose that default. Returns the config version (voice) or None."""
+    queue it was lose that default. A queue with members (or that is someone's default
+    ticket queue) is only deleted with force, else ConfirmationRequired says who would
+    lose what. Returns the config version (voice) or None."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await sql.lock(conn, _lookup_name(name))
             if row is None:
                 raise _not_found(name)
+            if not force:
+                await _refuse_silent_loss(conn, row)
             await sql.delete(conn, row["id"])
             if row["number"] is not None:
                 await extensions.release(conn, row["number"], extensions.queue_owner(row["id"]))
@@ -193,6 +203,29 @@ async def delete_queue(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -
                 },
             )
             return await config_state.bump(conn) if row["kind"] == "voice" else None
+
+
+async def _refuse_silent_loss(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    members = [m["login"] for m in await sql.members(conn, row["id"])]
+    defaults = await sql.ticket_queue_ref_logins(conn, row["name"]) if row["kind"] == "ticket" else []
+    if not members and not defaults:
+        return
+    parts = []
+    if members:
+        parts.append(f"{len(members)} members ({_names(members)})")
+    if defaults:
+        parts.append(f"the default ticket queue of {len(defaults)} users ({_names(defaults)})")
+    raise ConfirmationRequired(
+        f"name: {row['kind']} queue {row['name']} has {' and is '.join(parts)}",
+        "name",
+        {"members": len(members), "member_logins": members[:NAMES_SHOWN],
+         "default_ticket_queue_of": len(defaults), "default_ticket_queue_logins": defaults[:NAMES_SHOWN]},
+    )
+
+
+def _names(logins: list[str]) -> str:
+    shown = ", ".join(logins[:NAMES_SHOWN])
+    return shown + (", ..." if len(logins) > NAMES_SHOWN else "")
 
 
 async def _lock_membership(

@@ -28,7 +28,7 @@ from sipprov.http.openapi_schemas import (
     WEB_PASSWORD_SCHEMA,
 )
 from sipprov.http.responses import json_response, path_int, query_bool, query_int, query_str
-from sipprov.http.routes import Param, Reply, Route
+from sipprov.http.routes import FORCE_PARAM, Param, Reply, Route
 from sipprov.http.waiting import parse_wait, respond
 
 DEFAULT_LIMIT = 50
@@ -75,10 +75,11 @@ async def list_agents(request: web.Request) -> web.Response:
 async def update_agent(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     wait = parse_wait(request)
+    force = bool(query_bool(request, "force", False))
     data = parse(AgentUpdate, await read_json_object(request))
     services = request.app[SERVICES]
     updated = await agents.update_agent(services.pool, services.cfg, agent_id, data,
-                                        actor(request))
+                                        actor(request), force=force)
     return await respond(request, wait, updated.config_version, 200, updated.to_dict())
 
 
@@ -135,7 +136,7 @@ ROUTES = [
           replies={200: Reply("the user", AGENT_SCHEMA)}),
     Route("PATCH", "/api/v1/agents/{id}", update_agent,
           "Change a user (only the fields sent)", "agents",
-          body=AgentUpdate, waits=True, errors=(409,),
+          body=AgentUpdate, waits=True, errors=(409,), query=(FORCE_PARAM,),
           replies={200: Reply("the changed user; `credentials` when a SIP password was "
                               "generated (extension change)", AGENT_CREATED_SCHEMA)}),
     Route("DELETE", "/api/v1/agents/{id}", delete_agent, "Delete a user", "agents",

@@ -27,8 +27,8 @@ from sipprov.http.openapi_schemas import (
     ROLE_SCHEMA,
     list_of,
 )
-from sipprov.http.responses import json_response
-from sipprov.http.routes import Reply, Route, Schema
+from sipprov.http.responses import json_response, query_bool
+from sipprov.http.routes import FORCE_PARAM, Param, Reply, Route, Schema
 
 ROLES = "/api/v1/roles"
 DEPARTMENTS = "/api/v1/departments"
@@ -65,9 +65,11 @@ async def _update(request: web.Request, model: type,
     return json_response(item.to_dict())
 
 
-async def _delete(request: web.Request, remove: Callable[..., Awaitable[None]]) -> web.Response:
+async def _delete(request: web.Request, remove: Callable[..., Awaitable[None]],
+                  *, forceable: bool = False) -> web.Response:
     s = request.app[SERVICES]
-    await remove(s.pool, s.cfg, request.match_info["name"], actor(request))
+    extra = {"force": bool(query_bool(request, "force", False))} if forceable else {}
+    await remove(s.pool, s.cfg, request.match_info["name"], actor(request), **extra)
     return web.Response(status=204)
 
 
@@ -114,7 +116,7 @@ async def update_department(request: web.Request) -> web.Response:
 
 
 async def delete_department(request: web.Request) -> web.Response:
-    return await _delete(request, directory.delete_department)
+    return await _delete(request, directory.delete_department, forceable=True)
 
 
 # --- account types -------------------------------------------------------------------
@@ -138,7 +140,7 @@ async def update_account_type(request: web.Request) -> web.Response:
 
 
 def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: type,
-          update: type, delete_note: str = "") -> list[Route]:
+          update: type, delete_note: str = "", delete_query: tuple[Param, ...] = ()) -> list[Route]:
     """The routes of one directory list; `handlers`: list, create, get, update[, delete]."""
     one = f"{base}/{{name}}"
     routes = [
@@ -156,7 +158,7 @@ def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: typ
     ]
     if len(handlers) > 4:
         routes.append(Route("DELETE", one, handlers[4], f"Delete a {what} ({delete_note})",
-                            "directory",
+                            "directory", query=delete_query,
                             errors=(409,), replies={204: Reply("deleted")}))
     return routes
 
@@ -168,7 +170,9 @@ ROUTES = [
     *_crud(DEPARTMENTS, "department", DEPARTMENT_SCHEMA,
            [list_departments, create_department, get_department, update_department,
             delete_department],
-           DepartmentCreate, DepartmentUpdate, "its users stay, without a department"),
+           DepartmentCreate, DepartmentUpdate,
+           "in use: only with force=true; its users stay, without a department",
+           (FORCE_PARAM,)),
     # Account types are never deleted: users keep pointing at them.
     *_crud(ACCOUNT_TYPES, "account type", ACCOUNT_TYPE_SCHEMA,
            [list_account_types, create_account_type, get_account_type,

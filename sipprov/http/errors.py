@@ -54,15 +54,17 @@ class UnsupportedMediaError(SipprovError):
     status = 415
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field}}
+def error_body(code: str, message: str, field: str | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field, **(extra or {})}}
 
 
 def error_response(
     status: int, code: str, message: str, field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
 ) -> web.Response:
-    return web.json_response(error_body(code, message, field), status=status, headers=headers)
+    return web.json_response(error_body(code, message, field, extra), status=status,
+                             headers=headers)
 
 
 def _reject_constant(name: str) -> Any:
@@ -120,7 +122,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except SipprovError as exc:
         # A wrong token asks for a Bearer token; a wrong user password does not.
         headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
-        return error_response(exc.status, exc.code, exc.message, exc.field, headers=headers)
+        return error_response(exc.status, exc.code, exc.message, exc.field, headers=headers,
+                              extra=exc.extra())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -36,6 +36,9 @@ ERROR_SCHEMA: Schema = {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "field": {"type": ["string", "null"]},
+                "lost": {"type": "object",
+                         "description": "confirmation_required (409): what the change "
+                                        "would drop; repeat with ?force=true to confirm"},
             },
         }
     },
@@ -46,7 +49,8 @@ ERROR_DESCRIPTIONS = {
     401: "missing, invalid or revoked token",
     403: "the token may not do this (readonly tokens may only GET)",
     404: "no such resource",
-    409: "conflict: login, e-mail or extension taken, licence limit, pool exhausted",
+    409: "conflict: login, e-mail or extension taken, licence limit, pool exhausted, or "
+         "confirmation_required (the change would drop data; `lost` says what)",
     413: "request body too large",
     415: "unsupported media type",
     422: "validation failed; `field` names the input",

@@ -13,8 +13,8 @@ from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
 from sipprov.http.openapi import ref
 from sipprov.http.openapi_schemas import QUEUE_SCHEMA, list_of
-from sipprov.http.responses import json_response, path_int, query_str
-from sipprov.http.routes import Param, Reply, Route
+from sipprov.http.responses import json_response, path_int, query_bool, query_str
+from sipprov.http.routes import FORCE_PARAM, Param, Reply, Route
 from sipprov.http.waiting import parse_wait, respond
 
 
@@ -52,9 +52,10 @@ async def update_queue(request: web.Request) -> web.Response:
 
 async def delete_queue(request: web.Request) -> web.Response:
     wait = parse_wait(request)
+    force = bool(query_bool(request, "force", False))
     services = request.app[SERVICES]
     version = await queues.delete_queue(services.pool, services.cfg,
-                                        request.match_info["name"], actor(request))
+                                        request.match_info["name"], actor(request), force=force)
     return await respond(request, wait, version, 204, None)
 
 
@@ -95,8 +96,9 @@ ROUTES = [
     Route("PATCH", QUEUE, update_queue, "Change a queue (only the fields sent)", "queues",
           body=QueueUpdate, waits=True, errors=(409,),
           replies={200: Reply("the changed queue", QUEUE_SCHEMA)}),
-    Route("DELETE", QUEUE, delete_queue, "Delete a queue and its memberships", "queues",
-          waits=True, replies={204: Reply("deleted")}),
+    Route("DELETE", QUEUE, delete_queue,
+          "Delete a queue and its memberships (with members: only with force=true)", "queues",
+          waits=True, query=(FORCE_PARAM,), errors=(409,), replies={204: Reply("deleted")}),
     Route("PUT", MEMBER, set_member,
           "Add an agent to a queue, or change its penalty (null: priority - 1)", "queues",
           body=QueueMemberSet, body_required=False, waits=True,

@@ -24,6 +24,12 @@ class Param:
     required: bool = False
 
 
+# `?force=true`: confirm a change that drops data (else 409 confirmation_required).
+FORCE_PARAM = Param("force", {"type": "boolean"},
+                    "confirm a change that drops data (memberships, extension, a department's"
+                    " users); without it such a change answers 409 confirmation_required")
+
+
 @dataclass(frozen=True)
 class Reply:
     """One documented response: a JSON schema (or a model), or a bare status."""

@@ -148,6 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_fields(st, create=False)
     st.add_argument("--clear", action="append", default=[], choices=CLEARABLE, metavar="FIELD",
                     help=f"clear an optional field (repeatable): {', '.join(CLEARABLE)}")
+    st.add_argument("--force", action="store_true",
+                    help="confirm a change that drops data (a role without SIP loses the"
+                         " extension and queue memberships); without it such a change is refused")
     _add_common(st, wait=True)
     st.set_defaults(func=set_)
 
@@ -380,7 +383,7 @@ async def set_(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
         await _sync_extensions(pool, cfg)
         agent = await _resolve(pool, args.agent)
-        result = await agents.update_agent(pool, cfg, agent.id, model, actor())
+        result = await agents.update_agent(pool, cfg, agent.id, model, actor(), force=args.force)
         out = {**result.to_dict(), "config_version": result.config_version}
         changed = result.agent.to_dict() != agent.to_dict()
         _emit(args, out, [f"{'updated' if changed else 'unchanged'}: agent {_describe(result.agent)}",

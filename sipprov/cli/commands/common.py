@@ -14,7 +14,7 @@ import asyncpg
 
 from sipprov.config import Config
 from sipprov.db import database
-from sipprov.errors import SipprovError
+from sipprov.errors import ConfirmationRequired, SipprovError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,7 +36,8 @@ def run_command(func: Callable[..., Any], cfg: Config, args: argparse.Namespace)
         return int(result or 0)
     except SipprovError as exc:
         where = f" ({exc.field})" if exc.field else ""
-        return fail(f"{exc.message}{where}", EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
+        message = exc.confirm_with("--force") if isinstance(exc, ConfirmationRequired) else exc.message
+        return fail(f"{message}{where}", EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
     except database.DatabaseUnavailable as exc:
         return fail(f"database unavailable: {exc}", EXIT_UNAVAILABLE)
     except KeyboardInterrupt:

@@ -94,6 +94,8 @@ LOCK_DEPARTMENT = (
 INSERT_DEPARTMENT = "INSERT INTO departments (name) VALUES ($1) RETURNING id"
 RENAME_DEPARTMENT = "UPDATE departments SET name = $2 WHERE id = $1"
 DELETE_DEPARTMENT = "DELETE FROM departments WHERE id = $1"
+# Who a department delete would detach (named in the confirmation it asks for).
+DEPARTMENT_LOGINS = "SELECT login FROM users WHERE department_id = $1 ORDER BY lower(login) LIMIT $2"
 
 
 async def list_departments(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
@@ -118,6 +120,10 @@ async def rename_department(conn: asyncpg.Connection, department_id: int, name: 
 
 async def delete_department(conn: asyncpg.Connection, department_id: int) -> None:
     await conn.execute(DELETE_DEPARTMENT, department_id)
+
+
+async def department_logins(conn: asyncpg.Connection, department_id: int, limit: int) -> list[str]:
+    return [r[0] for r in await conn.fetch(DEPARTMENT_LOGINS, department_id, limit)]
 
 
 # --- account types -------------------------------------------------------------------

@@ -70,6 +70,9 @@ SELECT queue_id, $1, penalty FROM unnest($2::integer[], $3::integer[]) AS t (que
 RENAME_TICKET_QUEUE_REFS = """
 UPDATE users SET default_ticket_queue = $2 WHERE lower(default_ticket_queue) = lower($1)
 """
+TICKET_QUEUE_REF_LOGINS = """
+SELECT login FROM users WHERE lower(default_ticket_queue) = lower($1) ORDER BY lower(login)
+"""
 CLEAR_TICKET_QUEUE_REFS = """
 UPDATE users SET default_ticket_queue = NULL WHERE lower(default_ticket_queue) = lower($1)
 """
@@ -154,3 +157,8 @@ async def rename_ticket_queue_refs(conn: asyncpg.Connection, old: str, new: str)
 
 async def clear_ticket_queue_refs(conn: asyncpg.Connection, name: str) -> None:
     await conn.execute(CLEAR_TICKET_QUEUE_REFS, name)
+
+
+async def ticket_queue_ref_logins(conn: asyncpg.Connection, name: str) -> list[str]:
+    """Users whose default ticket queue this is."""
+    return [r[0] for r in await conn.fetch(TICKET_QUEUE_REF_LOGINS, name)]
