@@ -21,7 +21,7 @@ from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, QueueAssignment, QueueCreate
 from sipprov.apply import render as render_mod
-from sipprov.apply.ami import AmiError, QueueMember
+from sipprov.apply.ami import AmiError, QueueMember, ReloadFailed
 from sipprov.apply.applier import Applier
 from sipprov.cli import renderops as render_cli
 from sipprov.config import Config
@@ -37,6 +37,8 @@ class FakeAsterisk:
         self.directory = directory
         self.up = True
         self.reject: set[str] = set()  # modules whose reload answers Error
+        # modules whose reload answers Error with this message (e.g. a reload in progress)
+        self.answer_error: dict[str, str] = {}
         self.drop_endpoints: set[str] = set()  # loaded "with errors": silently missing
         self.reload_delay = 0.0
         self.reloads: list[str] = []
@@ -85,12 +87,14 @@ class FakeAmi:
             self._connected = False
             raise AmiError(f"AMI {what}: not connected")
 
-    async def reload(self, module: str) -> None:
+    async def reload(self, module: str, timeout: float | None = None) -> None:
         self._check("Reload")
         if self.pbx.reload_delay:
             await asyncio.sleep(self.pbx.reload_delay)
+        if module in self.pbx.answer_error:
+            raise ReloadFailed(module, self.pbx.answer_error[module])
         if module in self.pbx.reject:
-            raise AmiError(f"AMI Reload {module}: Module reload failed")
+            raise ReloadFailed(module, "An unknown error occurred")
         self.pbx.reloads.append(module)
         self.pbx.load(module)
 
@@ -300,14 +304,46 @@ async def test_render_refusal_is_recorded(applier: Applier, applier_cfg: Config,
     assert "[evil]" not in (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()
 
 
-async def test_notify_from_another_connection_wakes_it(applier: Applier, db_dsn: str) -> None:
-    conn = await asyncpg.connect(db_dsn)
+async def test_notify_from_another_connection_wakes_it(applier_cfg: Config, pool: asyncpg.Pool,
+                                                       fake_pbx: FakeAsterisk, db_dsn: str) -> None:
+    a = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    # The listener's own version check (the safety net for a missed NOTIFY) runs only
+    # once an hour here: only the NOTIFY can wake the applier within the test.
+    a.listener.check_s = 3600.0
+    await a.start()
     try:
-        async with conn.transaction():
-            version = await config_state.bump(conn)
+        await _settled(a)
+        await _until(lambda: a.status()["listening"])
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            async with conn.transaction():
+                version = await config_state.bump(conn)
+        finally:
+            await conn.close()
+        t0 = time.monotonic()
+        assert await a.wait_applied(version, 3)
+        assert time.monotonic() - t0 < 3
     finally:
-        await conn.close()
-    assert await applier.wait_applied(version, 5)
+        await a.stop()
+
+
+async def test_busy_reload_is_retried_not_rolled_back(applier: Applier, fake_pbx: FakeAsterisk,
+                                                      applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    pj = Path(applier_cfg.generated_dir) / "pjsip.conf"
+    good = pj.read_bytes()
+    # Asterisk answers "A reload is in progress" (an operator's `core reload`, say)
+    fake_pbx.answer_error = {"res_pjsip.so": "A reload is in progress"}
+    created = await _create(pool, applier_cfg, 1)
+    await _until(lambda: "in progress" in (applier.status()["last_error"] or ""))
+    assert "rejected" not in applier.status()["last_error"]
+    # not rolled back: the new agent stays written, the good copy is the old one
+    assert f"[{created.agent.extension}]" in pj.read_text()
+    assert (pj.parent / "pjsip.conf.prev").read_bytes() == good
+    assert not await applier.wait_applied(created.config_version, 0.3)
+    # the other reload ends: applied by the retries alone (backoff), no new change
+    fake_pbx.answer_error = {}
+    assert await applier.wait_applied(created.config_version, 5)
+    assert str(created.agent.extension) in fake_pbx.endpoints
 
 
 async def test_listen_reconnects(applier: Applier, db_dsn: str, pool: asyncpg.Pool) -> None:

@@ -76,13 +76,13 @@ class Crash:
 
 def crashing_ami(crash: Crash) -> Any:
     class CrashingAmi(AmiClient):
-        async def reload(self, module: str) -> None:
+        async def reload(self, module: str, timeout: float | None = None) -> None:
             if crash.armed and crash.at == "reload" and module == "res_pjsip.so":
-                sent = asyncio.ensure_future(AmiClient.reload(self, module))
+                sent = asyncio.ensure_future(AmiClient.reload(self, module, timeout))
                 await asyncio.sleep(0.005)  # on the wire: Asterisk is reloading
                 await crash.kill()
                 await sent  # the answer never comes: AmiError
-            await AmiClient.reload(self, module)
+            await AmiClient.reload(self, module, timeout)
 
         async def pjsip_endpoints(self) -> set[str]:
             if crash.armed and crash.at == "verify":

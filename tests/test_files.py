@@ -77,7 +77,7 @@ def test_keep_good_and_restore(tmp_path: Path) -> None:
     files.write_changed(tmp_path, {"p.conf": b"bad", "q.conf": b"q-good"})
     # the good copy is untouched by the new write
     assert (tmp_path / "p.conf.prev").read_bytes() == b"good"
-    assert files.restore_good(tmp_path, ["p.conf", "q.conf"]) == ["p.conf"]
+    assert files.restore_good(tmp_path, ["p.conf", "q.conf"]) == files.Restored(["p.conf"], [])
     assert (tmp_path / "p.conf").read_bytes() == b"good"
     assert _mode(tmp_path / "p.conf") == 0o640
     # a later write after the restore still leaves the good copy intact
@@ -85,10 +85,14 @@ def test_keep_good_and_restore(tmp_path: Path) -> None:
     assert (tmp_path / "p.conf.prev").read_bytes() == b"good"
 
 
-def test_restore_without_good_copy_empties_the_file(tmp_path: Path) -> None:
-    files.write_changed(tmp_path, {"p.conf": b"never accepted"})
-    assert files.restore_good(tmp_path, ["p.conf"]) == ["p.conf"]
-    assert (tmp_path / "p.conf").read_bytes() == b""
+def test_restore_without_good_copy_leaves_the_file(tmp_path: Path) -> None:
+    # never emptied: an empty file would drop every agent at the next reload
+    files.write_changed(tmp_path, {"p.conf": b"never accepted", "q.conf": b"q"})
+    files.keep_good(tmp_path, ["q.conf"])
+    files.write_changed(tmp_path, {"q.conf": b"q2"})
+    assert files.restore_good(tmp_path, ["p.conf", "q.conf"]) == files.Restored(["q.conf"], ["p.conf"])
+    assert (tmp_path / "p.conf").read_bytes() == b"never accepted"
+    assert (tmp_path / "q.conf").read_bytes() == b"q"
 
 
 def test_diff_names(tmp_path: Path) -> None:

@@ -64,6 +64,43 @@ class AmiError(Exception):
     """AMI is unreachable, refused our Login, answered Error, or did not answer in time."""
 
 
+class AmiTimeout(AmiError):
+    """No answer within the timeout: Asterisk is busy, hung or stopped. Transient: the
+    action may still be carried out when Asterisk gets to it."""
+
+
+# How Asterisk 22 answers a Reload action (main/manager.c, action_reload, from
+# ast_module_reload's result). Checked against the real PBX: an `#include` of a missing
+# file in extensions.conf gives "An unknown error occurred" for pbx_config.so; res_pjsip
+# and app_queue answer Success whatever their files hold (a bad file is logged and the
+# old objects stay: only the verification sees it).
+RELOAD_IN_PROGRESS = "A reload is in progress"  # another reload holds the reload lock
+RELOAD_UNINITIALIZED = "Module not initialized"  # still loading (Asterisk booting)
+RELOAD_ERROR = "An unknown error occurred"  # the module's reload failed: config refused
+RELOAD_NOT_FOUND = "No such module"
+RELOAD_NOT_IMPLEMENTED = "Module does not support reload"
+
+
+class ReloadFailed(AmiError):
+    """Asterisk answered a Reload with Error; `kind` says what it means:
+
+    - "busy": another reload is running, or the module is not initialized yet: retry;
+    - "refused": the module's reload failed (its configuration is invalid);
+    - "unsupported": no such module, or it cannot reload (an operator's setup problem).
+    """
+
+    def __init__(self, module: str, message: str) -> None:
+        super().__init__(f"AMI Reload {module}: {message}")
+        self.module = module
+        self.message = message
+        if message in (RELOAD_IN_PROGRESS, RELOAD_UNINITIALIZED) or "in progress" in message:
+            self.kind = "busy"
+        elif message in (RELOAD_NOT_FOUND, RELOAD_NOT_IMPLEMENTED):
+            self.kind = "unsupported"
+        else:
+            self.kind = "refused"
+
+
 @dataclass
 class QueueMember:
     queue: str
@@ -211,26 +248,30 @@ class AmiClient:
 
     # ------------------------------------------------------------------ actions
 
-    async def _wait(self, fut: asyncio.Future[Any], what: str) -> Any:
+    async def _wait(self, fut: asyncio.Future[Any], what: str,
+                    timeout: float | None = None) -> Any:
         lost = self._lost
         assert lost is not None
-        done, _ = await asyncio.wait({fut, lost}, timeout=self.timeout,
+        timeout = self.timeout if timeout is None else timeout
+        done, _ = await asyncio.wait({fut, lost}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         if fut in done:
             return fut.result()
         fut.cancel()
         if lost in done:
             raise AmiError(f"AMI {what}: {self._lost_reason or 'connection lost'}")
-        raise AmiError(f"AMI {what}: no answer within {self.timeout} s")
+        raise AmiTimeout(f"AMI {what}: no answer within {timeout:g} s")
 
-    async def send(self, action: dict[str, Any]) -> Message | list[Message]:
+    async def send(self, action: dict[str, Any],
+                   timeout: float | None = None) -> Message | list[Message]:
         """Send one action; the answer, or all messages of an event list (first is the
-        Response, last the ...Complete event). AmiError when not connected / no answer."""
+        Response, last the ...Complete event). AmiError when not connected, AmiTimeout
+        when there is no answer within `timeout` (default cfg.ami_timeout_s)."""
         if not self.connected or self._manager is None:
             raise AmiError(f"AMI {action.get('Action')}: not connected"
                            + (f" ({self._lost_reason})" if self._lost_reason else ""))
         fut = self._manager.send_action(dict(action))
-        return await self._wait(fut, str(action.get("Action")))
+        return await self._wait(fut, str(action.get("Action")), timeout)
 
     @staticmethod
     def _first(answer: Message | list[Message]) -> Message:
@@ -254,11 +295,12 @@ class AmiClient:
             raise AmiError(f"AMI Command {cmd!r}: {output or answer.message}")
         return output
 
-    async def reload(self, module: str) -> None:
-        """Reload one module (e.g. res_pjsip.so); returns once the reload is done."""
-        answer = self._first(await self.send({"Action": "Reload", "Module": module}))
+    async def reload(self, module: str, timeout: float | None = None) -> None:
+        """Reload one module (e.g. res_pjsip.so); returns once the reload is done.
+        ReloadFailed when Asterisk answers Error, AmiTimeout without an answer."""
+        answer = self._first(await self.send({"Action": "Reload", "Module": module}, timeout))
         if not answer.success:
-            raise AmiError(f"AMI Reload {module}: {answer.message or answer.response}")
+            raise ReloadFailed(module, str(answer.message or answer.response))
 
     async def version(self) -> str:
         """Asterisk's version (CoreSettings AsteriskVersion)."""

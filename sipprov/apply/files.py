@@ -5,7 +5,8 @@ written in place: temp file in the same folder, fsync, rename over, fsync the fo
 A file whose bytes would not change is not touched (no write, no reload).
 
 `<name>.prev` is the last copy Asterisk accepted (saved by keep_good() after a
-verified apply); restore_good() puts it back when a reload is rejected. Asterisk only
+verified apply); restore_good() puts it back when a reload is rejected (a file without
+one is left alone, never emptied). Asterisk only
 includes the exact names, so the temp and .prev files beside them are inert.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 PREV_SUFFIX = ".prev"
@@ -158,16 +160,29 @@ def keep_good(directory: Path, names: list[str] | tuple[str, ...]) -> None:
         _fsync_dir(directory)
 
 
-def restore_good(directory: Path, names: list[str] | tuple[str, ...], mode: int = 0o640) -> list[str]:
-    """Put the last good copies back; return the names whose content changed.
+@dataclass(frozen=True)
+class Restored:
+    # Files put back to their last good copy (their content changed).
+    changed: list[str]
+    # Files with no good copy (never accepted yet): left as they were.
+    no_good_copy: list[str]
 
-    A file with no good copy yet (never accepted) is emptied: Asterisk then sees none
-    of our objects from it rather than the rejected ones.
+
+def restore_good(directory: Path, names: list[str] | tuple[str, ...], mode: int = 0o640) -> Restored:
+    """Put the last good copies back.
+
+    A file with no good copy yet (nothing was ever accepted) is left as it is, never
+    emptied: an empty file would drop every agent from Asterisk at the next reload for
+    a fault that may lie elsewhere (an operator's include, another module).
     """
     directory = Path(directory)
     restored = {}
+    missing = []
     for name in names:
         _check_name(name)
         good = read_bytes(directory / (name + PREV_SUFFIX))
-        restored[name] = good if good is not None else b""
-    return write_changed(directory, restored, mode)
+        if good is None:
+            missing.append(name)
+        else:
+            restored[name] = good
+    return Restored(write_changed(directory, restored, mode), missing)

@@ -4,7 +4,10 @@
     (pjsip.conf -> res_pjsip.so, extensions.conf -> pbx_config.so,
     queues.conf -> app_queue.so) -> verify over AMI -> keep them as the last good copies
 
-A reload Asterisk rejects puts the last good files (`.prev`) back and reloads them.
+Only a reload Asterisk explicitly refuses puts the last good files (`.prev`) back and
+reloads them; a timeout, "a reload is in progress" or a lost connection leaves the files
+and retries the reload with backoff (Unavailable). The reload timeout follows the
+module's measured reload times (reloadtimer.py).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 from sipprov.apply import files as files_mod
 from sipprov.apply import render as render_mod
-from sipprov.apply.ami import AmiClient, AmiError
+from sipprov.apply.ami import AmiClient, AmiError, AmiTimeout, ReloadFailed
 from sipprov.apply.backends import ApplyRequest, BackendResult
 from sipprov.apply.errors import Rejected, Unavailable
+from sipprov.apply.reloadtimer import ReloadTimer
 from sipprov.apply.snapshot import Snapshot
 from sipprov.apply.verify import Verifier
 from sipprov.apply.worker import Worker
@@ -38,6 +42,7 @@ class FilesBackend:
         self.directory = Path(cfg.generated_dir)
         self.worker = worker
         self.verifier = Verifier()
+        self.timer = ReloadTimer(cfg.asterisk.ami_timeout_s)
         # Files written whose module has not been reloaded successfully since.
         self.unreloaded: set[str] = set()
 
@@ -76,17 +81,36 @@ class FilesBackend:
                 continue
             module = render_mod.MODULE_FOR_FILE[name]
             t = time.monotonic()
-            try:
-                await ami.reload(module)
-            except AmiError as exc:
-                if not ami.connected:
-                    raise Unavailable(str(exc)) from exc
-                await self._roll_back(ami, req, f"Asterisk rejected the reload of {module}: {exc}")
+            await self._reload(ami, req, module)
             phases[f"reload {module}"] = _ms(t)
             req.count_reload(module)
             self.unreloaded.discard(name)
             reloaded.append(module)
         return BackendResult(changed, reloaded, ami=ami)
+
+    async def _reload(self, ami: AmiClient, req: ApplyRequest, module: str) -> None:
+        """Reload one module. Only an explicit refusal rolls back (Rejected); a
+        timeout, a busy Asterisk or a lost connection is Unavailable: the files stay,
+        the reload is retried with backoff."""
+        timeout = self.timer.timeout(module)
+        t = time.monotonic()
+        try:
+            await ami.reload(module, timeout=timeout)
+        except ReloadFailed as exc:
+            if exc.kind == "busy":
+                raise Unavailable(f"Asterisk is busy: {exc}") from exc
+            if exc.kind == "unsupported":
+                raise Rejected(f"Asterisk cannot reload {module}: {exc}") from exc
+            await self._roll_back(ami, req, f"Asterisk rejected the reload of {module}: {exc}")
+        except AmiTimeout as exc:
+            self.timer.timed_out(module, timeout)
+            # A late answer is of no use; the next try starts on a fresh connection.
+            await ami.close()
+            raise Unavailable(f"{exc} (reload of {module}; next wait "
+                              f"{self.timer.timeout(module):g} s)") from exc
+        except AmiError as exc:
+            raise Unavailable(str(exc)) from exc
+        self.timer.record(module, time.monotonic() - t)
 
     async def verify(self, snap: Snapshot, ami: AmiClient, force: bool) -> None:
         await self.verifier.verify(ami, snap, force)
@@ -96,20 +120,28 @@ class FilesBackend:
         await self.worker.run(files_mod.keep_good, self.directory, render_mod.FILES)
 
     async def _roll_back(self, ami: AmiClient, req: ApplyRequest, reason: str) -> None:
-        """Put the last good files back, reload them, raise Rejected(reason)."""
+        """Put the last good files back, reload them, raise Rejected(reason).
+
+        A file with no good copy yet is left as written (never emptied): the rejected
+        module keeps its old objects in Asterisk anyway, and the others loaded theirs.
+        """
         log.error("%s; restoring the last good files", reason)
         restored = await self.worker.run(
             files_mod.restore_good, self.directory, render_mod.FILES, self.cfg.security.file_mode
         )
         for name in render_mod.FILES:
-            if name not in restored and name not in self.unreloaded:
+            if name not in restored.changed:
                 continue
             module = render_mod.MODULE_FOR_FILE[name]
             try:
-                await ami.reload(module)
+                await ami.reload(module, timeout=self.timer.timeout(module))
                 req.count_reload(module)
                 self.unreloaded.discard(name)
             except AmiError as exc:
                 log.error("reload of %s after restoring failed: %s", module, exc)
+                self.unreloaded.add(name)
         self.verifier.forget()
+        if restored.no_good_copy:
+            reason += (f"; no accepted copy of {', '.join(restored.no_good_copy)} yet: "
+                       "left as written")
         raise Rejected(reason)
