@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import IO
 
 from tqdm import tqdm
@@ -27,6 +28,7 @@ class Progress:
         enabled: bool = True,
         stream: IO[str] | None = None,
         interval_s: float = 5.0,
+        on_update: Callable[[str, int, int | None], None] | None = None,
     ) -> None:
         self.desc = desc
         self.total = total
@@ -38,6 +40,7 @@ class Progress:
         self._started = time.monotonic()
         self._last_line = self._started
         self._bar: tqdm | None = None
+        self._on_update = on_update
         if enabled and _is_tty(self._stream):
             self._bar = tqdm(
                 total=total, desc=desc, unit=unit, file=self._stream, leave=True,
@@ -46,6 +49,8 @@ class Progress:
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        if self._on_update is not None:
+            self._on_update(self.desc, self.done, self.total)
         if self._bar is not None:
             self._bar.update(n)
             return

@@ -60,7 +60,8 @@ async def test_document_is_valid_openapi_31(document: dict[str, Any],
 def test_every_route_is_documented_and_nothing_else(services: Services) -> None:
     app = create_app(services)
     served = {(r.method, r.resource.canonical) for r in app.router.routes()
-              if r.method != "HEAD" and r.resource is not None}
+              if r.method != "HEAD" and r.resource is not None
+              and r.resource.canonical.startswith("/api/")}  # the rest is the web console
     doc = build_document(route_table())
     documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
     assert served == documented

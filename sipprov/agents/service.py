@@ -172,8 +172,10 @@ async def search_agents(
     agents_only: bool = False,
     limit: int = 50,
     cursor: str | None = None,
+    queue: str | None = None,
 ) -> Page:
-    """Users in name order; `q` matches name, login, e-mail (substring) or extension (exact).
+    """Users in name order; `q` matches name (with or without diacritics), login,
+    e-mail (substring) or extension (exact); `queue`: members of that queue only.
 
     Keyset pagination: `next` is an opaque cursor for the following page, or None.
     """
@@ -184,10 +186,13 @@ async def search_agents(
         role = validation.no_control(role, "role", max_len=validation.ROLE_NAME_MAX)
     if department is not None:
         department = validation.no_control(department, "department", max_len=validation.DEPARTMENT_NAME_MAX)
-    pattern = extension = None
+    if queue is not None:
+        queue = validation.no_control(queue, "queue", max_len=200)
+    pattern = extension = folded = None
     if q is not None and q.strip():
         text = validation.no_control(q.strip(), "q", max_len=200)
         pattern = sql.like_contains(text)
+        folded = sql.like_contains(naming.fold_ascii(text).lower()) if naming.fold_ascii(text) else None
         if text.isdecimal() and len(text) <= 9:  # isdigit() takes "²", which int() refuses
             extension = int(text)
     rows = await sql.search(
@@ -199,6 +204,8 @@ async def search_agents(
         agents_only=agents_only,
         after=after,
         limit=limit + 1,
+        folded=folded,
+        queue=queue,
     )
     items = [agent_from_row(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None

@@ -127,6 +127,8 @@ class ImportOptions:
     hash_workers: int | None = None
     progress: bool = True
     progress_stream: TextIO | None = None
+    # Called as (step, done, total) while the import runs (the console's progress bar).
+    on_progress: Callable[[str, int, int | None], None] | None = None
 
 
 @dataclass
@@ -139,6 +141,8 @@ class RowResult:
     agent_id: int | None = None
     field: str | None = None
     error: str | None = None
+    # update: field -> [before, after], as stored (the console's dry-run preview)
+    changes: dict[str, list[Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None or k in ("line", "action")}
@@ -258,7 +262,7 @@ class _Progresses:
 
     def step(self, desc: str, total: int | None, unit: str = "row") -> Progress:
         return Progress(desc, total, unit=unit, enabled=self.opts.progress,
-                        stream=self.opts.progress_stream)
+                        stream=self.opts.progress_stream, on_update=self.opts.on_progress)
 
 
 # --- the database phase ------------------------------------------------------------------
@@ -482,6 +486,12 @@ class _Importer:
             row.result.action = "unchanged"
             return
         row.result.action = "update"
+        old, new = _comparable(before), _comparable(after)
+        row.result.changes = {k: [old.get(k), new[k]] for k in new if old.get(k) != new[k]}
+        if row.new_password is not None:
+            row.result.changes["password"] = ["", "(new)"]
+        if row.new_sip_password is not None:
+            row.result.changes["sip_password"] = ["", "(new)"]
         if web_generated or sip_generated:
             self.secrets[row.csv.line] = _Secret(after.login, after.email, after.extension,
                                                  web_generated, sip_generated)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from sipprov import web as web_console
 from sipprov.access.ratelimit import LoginRateLimiter
 from sipprov.context import Services
 from sipprov.http import agents, auth_routes, avatars, directory, openapi, queues, status
@@ -48,4 +49,5 @@ def create_app(services: Services, *, clock: Callable[[], float] = time.monotoni
     app[OPENAPI_DOCUMENT] = json.dumps(openapi.build_document(routes)).encode()
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+    web_console.setup(app)  # the console at / (its own middleware; /api/ passes through)
     return app

@@ -28,6 +28,8 @@ def bearer_token(request: web.Request) -> str:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     method = "GET" if request.method == "HEAD" else request.method
+    if not request.path.startswith("/api/"):  # the web console: its own sessions (sipprov.web)
+        return await handler(request)
     if (method, request.path) in request.app[PUBLIC_ROUTES]:
         return await handler(request)
     token = bearer_token(request)

@@ -49,10 +49,15 @@ WHERE ($1::text IS NULL
        OR (u.first_name || ' ' || u.last_name) ILIKE $1
        OR (u.last_name || ' ' || u.first_name) ILIKE $1
        OR u.login ILIKE $1 OR u.email ILIKE $1
-       OR u.extension = $2)
+       OR u.extension = $2
+       OR sipprov_fold(u.first_name || ' ' || u.last_name) LIKE $10
+       OR sipprov_fold(u.last_name || ' ' || u.first_name) LIKE $10)
   AND ($3::text IS NULL OR lower(r.name) = lower($3))
   AND ($4::text IS NULL OR lower(d.name) = lower($4))
   AND (NOT $5::boolean OR u.is_agent)
+  AND ($11::text IS NULL OR EXISTS (
+        SELECT 1 FROM queue_members qm JOIN queues q ON q.id = qm.queue_id
+        WHERE qm.user_id = u.id AND lower(q.name) = lower($11)))
   AND ($6::text IS NULL OR (lower(u.last_name), lower(u.first_name), u.id) > ($6, $7, $8::bigint))
 ORDER BY lower(u.last_name), lower(u.first_name), u.id
 LIMIT $9
@@ -172,10 +177,14 @@ async def search(
     agents_only: bool,
     after: tuple[str, str, int] | None,
     limit: int,
+    folded: str | None = None,
+    queue: str | None = None,
 ) -> list[asyncpg.Record]:
+    """`folded`: the pattern folded like sipprov_fold (names without diacritics)."""
     last, first, last_id = after if after else (None, None, None)
     return await conn.fetch(
-        SEARCH, pattern, extension, role, department, agents_only, last, first, last_id, limit
+        SEARCH, pattern, extension, role, department, agents_only, last, first, last_id, limit,
+        folded, queue,
     )
 
 

@@ -117,3 +117,14 @@ async def release(conn: asyncpg.Connection, number: int, owner: str) -> bool:
 
 async def stats(conn: asyncpg.Connection | asyncpg.Pool, first: int, last: int) -> asyncpg.Record:
     return await conn.fetchrow(STATS, first, last)
+
+
+# What the next create would get (the add-agent form's preview; not a reservation).
+PEEK_LOWEST = """
+SELECT min(number) FROM extension_pool
+WHERE owner IS NULL AND NOT reserved AND number BETWEEN $1 AND $2
+"""
+
+
+async def peek_lowest(conn: asyncpg.Connection | asyncpg.Pool, first: int, last: int) -> int | None:
+    return await conn.fetchval(PEEK_LOWEST, first, last)

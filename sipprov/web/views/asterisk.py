@@ -1,0 +1,26 @@
+"""The Asterisk page: config version applied vs pending, the last apply error, and the
+phones registered right now (AMI)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sipprov.apply import registrations
+from sipprov.db.sql import config_state
+from sipprov.web import pages
+from sipprov.web.pages import admin_only
+
+
+@admin_only
+async def asterisk(request: web.Request) -> web.StreamResponse:
+    services = pages.services(request)
+    state = await config_state.read(services.pool)
+    live = services.applier.status() if services.applier is not None else {}
+    try:
+        contacts, unreachable = await registrations.contacts(services.cfg.asterisk), None
+    except registrations.Unreachable as exc:
+        contacts, unreachable = [], str(exc)
+    return pages.render(request, "web/asterisk.html", {
+        "state": state, "live": live, "contacts": contacts, "unreachable": unreachable,
+        "last_error": state.last_error or live.get("last_error"),
+    })

@@ -1,0 +1,210 @@
+"""The web console in a real headless Chromium against the real service, PostgreSQL,
+Asterisk and SIPp: log in, create agents with Polish and Vietnamese names through the
+form (the live preview shows the derived login), register the phone with the SIP
+password the page showed, rotate it, import a CSV with a bad row, switch language,
+agent self-service (forced password change, own SIP password with QR code), a POST
+without CSRF token refused, a locked-out login.
+
+The tests of this module run in order on one service and one browser."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+import urllib.request
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from sipprov.pbx import sipp
+from tests.web_fixtures import ADMIN_PASSWORD, AGENT_PASSWORD, LOCKED_PASSWORD, Console
+
+pytest_plugins = ["tests.web_fixtures"]
+pytestmark = pytest.mark.pbx
+
+HOST = "127.0.0.1"
+WAIT_S = 20
+
+
+def wait(driver, condition):
+    return WebDriverWait(driver, WAIT_S).until(condition)
+
+
+def text_of(driver, css: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def log_in(driver, console: Console, login: str, password: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(console.url + "/login")
+    driver.find_element(By.ID, "login").send_keys(login)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]").click()
+
+
+def register(console: Console, username: str, password: str) -> sipp.RegisterResult:
+    return asyncio.run(sipp.register(HOST, console.cfg.pbx.sip_port, username, password,
+                                     realm=console.cfg.asterisk.sip_realm))
+
+
+def fill(driver, field_id: str, value: str) -> None:
+    element = driver.find_element(By.ID, field_id)
+    element.clear()
+    element.send_keys(value)
+
+
+def test_admin_logs_in_and_sees_agents(browser, console: Console) -> None:
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Agents"
+    assert "nguyen-van.an" in browser.page_source
+    # the session cookie is HttpOnly and SameSite=Strict
+    cookie = browser.get_cookie("sipprov_session")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+
+
+@pytest.mark.parametrize("first, last, login", [
+    ("Łukasz", "Żółć", "lukasz.zolc"),
+    ("Trần Thị Bích", "Ngọc", "tran-thi-bich.ngoc"),
+])
+def test_create_agent_register_and_rotate(browser, console: Console, first: str, last: str,
+                                          login: str) -> None:
+    browser.get(console.url + "/agents/new")
+    fill(browser, "first_name", first)
+    fill(browser, "last_name", last)
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "preview-login"), login))
+    assert text_of(browser, "#preview-caller-id") == login.split(".")[0][0] + "." + login.split(".")[1]
+    fill(browser, "email", login + "@example.com")
+    browser.find_element(By.ID, "save").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "created-login")))
+    assert text_of(browser, "#created-login") == login
+    assert browser.find_element(By.ID, "applied").get_attribute("class") == "ok"
+    username = browser.find_element(By.ID, "sip-username").get_attribute("value")
+    password = browser.find_element(By.ID, "sip-password").get_attribute("value")
+    assert browser.find_element(By.ID, "web-password").get_attribute("value")
+    first_reg = register(console, username, password)
+    assert first_reg.ok and first_reg.status == 200, first_reg
+
+    browser.find_element(By.LINK_TEXT, "Open the agent").click()
+    browser.find_element(By.ID, "rotate-sip").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "sip-password")))
+    new_password = browser.find_element(By.ID, "sip-password").get_attribute("value")
+    assert new_password != password
+    old = register(console, username, password)
+    assert not old.ok and old.status in (401, 403), old
+    fresh = register(console, username, new_password)
+    assert fresh.ok and fresh.status == 200, fresh
+
+
+def test_search_ignores_diacritics_and_filters(browser, console: Console) -> None:
+    browser.get(console.url + "/agents?q=" + urllib.parse.quote("lukasz zolc"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
+    assert len(rows) == 1 and "Łukasz Żółć" in rows[0].text
+    browser.get(console.url + "/agents?q=" + urllib.parse.quote("tran thi"))
+    assert "Trần Thị Bích Ngọc" in text_of(browser, "table.list tbody")
+
+
+def test_csv_import_preview_shows_the_bad_row_then_applies(browser, console: Console, tmp_path) -> None:
+    csv = tmp_path / "agents.csv"
+    csv.write_text(
+        "first_name,last_name,email,phone\n"
+        "Zofia,Wójcik,zofia.wojcik@example.com,\n"
+        "Bad,Row,not-an-e-mail,\n"
+        "Łukasz,Żółć,lukasz.zolc@example.com,+48123456789\n",
+        encoding="utf-8")
+    browser.get(console.url + "/import")
+    browser.find_element(By.ID, "file").send_keys(str(csv))
+    browser.find_element(By.ID, "continue_on_error").click()
+    browser.find_element(By.ID, "preview-import").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "import-counts")))
+    assert text_of(browser, "#count-create") == "1"
+    assert text_of(browser, "#count-update") == "1"
+    assert text_of(browser, "#count-error") == "1"
+    bad = browser.find_element(By.CSS_SELECTOR, "tr.row-error")
+    assert bad.find_element(By.CSS_SELECTOR, "td").text == "3" and "email" in bad.text
+    changed = browser.find_element(By.CSS_SELECTOR, "tr.row-update")
+    assert "phone" in changed.text and "+48123456789" in changed.text
+    browser.find_element(By.ID, "apply-import").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "import-done")))
+    assert text_of(browser, "#count-create") == "1"
+    browser.get(console.url + "/agents?q=zofia")
+    assert "zofia.wojcik" in browser.page_source
+
+
+def test_switch_language(browser, console: Console) -> None:
+    browser.get(console.url + "/agents")
+    Select(browser.find_element(By.ID, "lang-switch")).select_by_value("pl")
+    wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Agenci"))
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pl"
+    Select(browser.find_element(By.ID, "lang-switch")).select_by_value("vi")
+    wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Nhân viên"))
+    browser.get(console.url + "/agents/new")
+    assert "Họ" in browser.page_source
+    Select(browser.find_element(By.ID, "lang-switch")).select_by_value("en")
+    wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Add agent"))
+
+
+def test_post_without_csrf_token_is_refused(browser, console: Console) -> None:
+    cookie = browser.get_cookie("sipprov_session")["value"]
+    body = urllib.parse.urlencode({"first_name": "No", "last_name": "Token", "email": "no@example.com",
+                                   "role": "agent", "account_type": "standard", "priority": "1",
+                                   "outbound_mode": "manual"}).encode()
+    request = urllib.request.Request(console.url + "/agents/new", data=body, method="POST",
+                                     headers={"Cookie": f"sipprov_session={cookie}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    browser.get(console.url + "/agents?q=token")
+    assert "no@example.com" not in browser.page_source
+
+
+def test_agent_self_service(browser, console: Console) -> None:
+    browser.find_element(By.ID, "logout").click()
+    wait(browser, EC.url_contains("/login"))
+    log_in(browser, console, "nguyen-van.an", AGENT_PASSWORD)
+    # forced password change first; nothing else is reachable meanwhile
+    wait(browser, EC.url_to_be(console.url + "/password"))
+    browser.get(console.url + "/agents")
+    assert browser.current_url == console.url + "/password"
+    fill(browser, "old_password", AGENT_PASSWORD)
+    fill(browser, "new_password", "Changed-Console-2026?")
+    fill(browser, "new_password_again", "Changed-Console-2026?")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/password'] button").click()
+    wait(browser, EC.url_contains("/me"))
+    assert str(console.agent_extension) in text_of(browser, "dl.facts")
+    assert "not registered" in text_of(browser, "#registered")
+    # an agent sees no admin page
+    browser.get(console.url + "/agents")
+    assert "403" in browser.title or "Not allowed" in browser.page_source
+    browser.get(console.url + "/me")
+    browser.find_element(By.ID, "rotate-own-sip").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "qr")))
+    assert browser.find_element(By.ID, "qr").get_attribute("src").startswith("data:image/svg+xml;base64,")
+    password = browser.find_element(By.ID, "sip-password").get_attribute("value")
+    link = browser.find_element(By.ID, "provisioning-link").get_attribute("value")
+    reg = register(console, str(console.agent_extension), password)
+    assert reg.ok and reg.status == 200, reg
+    browser.get(console.url + "/me")
+    assert "is registered" in text_of(browser, "#registered")
+    # the Linphone provisioning link works once and holds no plaintext password
+    path = urllib.parse.urlsplit(link).path
+    status, xml = console.get(path)
+    text = xml.decode()
+    assert status == 200, text
+    assert f'<entry name="username" overwrite="true">{console.agent_extension}<' in text
+    assert password not in text and '<entry name="ha1"' in text
+    assert console.get(path)[0] == 404
+
+
+def test_locked_out_login(browser, console: Console) -> None:
+    for _ in range(3):
+        log_in(browser, console, "lena.locked", "wrong password")
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.error")))
+        assert re.search("Wrong login or password|Too many failed logins", text_of(browser, "p.error"))
+    log_in(browser, console, "lena.locked", LOCKED_PASSWORD)
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.error")))
+    assert "Too many failed logins" in text_of(browser, "p.error")
+    assert browser.get_cookie("sipprov_session") is None
