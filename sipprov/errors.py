@@ -85,6 +85,20 @@ class RateLimitedError(SipprovError):
         self.retry_after = retry_after
 
 
+class PayloadTooLargeError(SipprovError):
+    """An upload over its size limit (HTTP 413)."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaError(SipprovError):
+    """An upload of a type that is not accepted (HTTP 415)."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 __all__ = [
     "SipprovError",
     "ValidationError",
@@ -94,5 +108,7 @@ __all__ = [
     "AuthError",
     "ForbiddenError",
     "RateLimitedError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaError",
     "DatabaseUnavailable",
 ]

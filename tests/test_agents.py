@@ -26,6 +26,7 @@ from sipprov.agents.models import (
     parse,
 )
 from sipprov.config import Config, ExtensionsConfig
+from sipprov.db.transaction import run
 from sipprov.directory import lookups as directory
 from sipprov.directory import queues
 from sipprov.errors import AuthError, ConfirmationRequired, ConflictError, NotFoundError, ValidationError
@@ -45,7 +46,7 @@ async def stored(pool: asyncpg.Pool, agent_id: int) -> asyncpg.Record:
 
 
 async def make_queue(pool: asyncpg.Pool, cfg: Config, name: str, kind: str = "voice", **kw: Any) -> None:
-    await queues.create_queue(pool, cfg, parse(QueueCreate, {"name": name, "kind": kind, **kw}), ACTOR)
+    await run(pool, queues.create_queue, cfg, parse(QueueCreate, {"name": name, "kind": kind, **kw}), ACTOR)
 
 
 # --- create --------------------------------------------------------------------------
@@ -53,7 +54,8 @@ async def make_queue(pool: asyncpg.Pool, cfg: Config, name: str, kind: str = "vo
 
 async def test_create_with_defaults(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     before = await version(agent_pool)
-    created = await agents.create_agent(agent_pool, cfg, new_agent(first_name="Łukasz", last_name="Żółć"),
+    created = await run(agent_pool, agents.create_agent,
+            cfg, new_agent(first_name="Łukasz", last_name="Żółć"),
                                         ACTOR)
     a = created.agent
     assert (a.login, a.caller_id, a.chat_name) == ("lukasz.zolc", "l.zolc", "Łukasz Żółć")
@@ -92,7 +94,7 @@ async def test_create_with_defaults(cfg: Config, agent_pool: asyncpg.Pool) -> No
 
 
 async def test_create_with_every_field(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Obsługa klienta"), ACTOR)
+    await run(agent_pool, directory.create_department, cfg, DepartmentCreate(name="Obsługa klienta"), ACTOR)
     await make_queue(agent_pool, cfg, "sales")
     await make_queue(agent_pool, cfg, "chat-pl", kind="chat")
     await make_queue(agent_pool, cfg, "tickets", kind="ticket")
@@ -119,7 +121,7 @@ async def test_create_with_every_field(cfg: Config, agent_pool: asyncpg.Pool) ->
         sms_box="+48600100200",
         queues=[{"name": "sales"}, {"name": "chat-pl", "penalty": 0}],
     )
-    created = await agents.create_agent(agent_pool, cfg, data, ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, data, ACTOR)
     a = created.agent
     assert created.web_password is None  # given, not generated: never returned
     assert created.sip is not None and created.sip.password == "Sip-Secret-123456"
@@ -142,41 +144,43 @@ async def test_create_with_every_field(cfg: Config, agent_pool: asyncpg.Pool) ->
 async def test_default_login_collisions_get_suffixes(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     logins = []
     for _ in range(3):
-        logins.append((await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent.login)
+        logins.append((await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent.login)
     assert logins == ["jan.kowalski", "jan.kowalski2", "jan.kowalski3"]
     # An explicit login equal to a derived one, in any case, is refused.
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(login="JAN.Kowalski2"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(login="JAN.Kowalski2"), ACTOR)
     assert (exc.value.field, exc.value.code) == ("login", "login_taken")
     # The lowest free suffix is used again after a delete.
     second = await agents.find_agent(agent_pool, "jan.kowalski2")
     assert second is not None
-    await agents.delete_agent(agent_pool, cfg, second.id, ACTOR)
-    again = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    await run(agent_pool, agents.delete_agent, cfg, second.id, ACTOR)
+    again = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert again.agent.login == "jan.kowalski2"
     # Someone explicitly took "jan.kowalski4": the derived sequence skips it.
-    await agents.create_agent(agent_pool, cfg, new_agent(login="jan.kowalski4"), ACTOR)
-    nxt = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    await run(agent_pool, agents.create_agent, cfg, new_agent(login="jan.kowalski4"), ACTOR)
+    nxt = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert nxt.agent.login == "jan.kowalski5"
 
 
 async def test_email_unique_case_insensitively(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await agents.create_agent(agent_pool, cfg, new_agent(email="Jan@Example.com"), ACTOR)
+    await run(agent_pool, agents.create_agent, cfg, new_agent(email="Jan@Example.com"), ACTOR)
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(email="jan@example.COM"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(email="jan@example.COM"), ACTOR)
     assert (exc.value.field, exc.value.code) == ("email", "email_taken")
     assert await agent_pool.fetchval("SELECT count(*) FROM users") == 1
     # The failed create gave its extension back.
-    nxt = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    nxt = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert nxt.agent.extension == cfg.extensions.first + 1
 
 
 async def test_name_without_latin_letters_needs_a_login(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     with pytest.raises(ValidationError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(first_name="Иван", last_name="Петров"), ACTOR)
+        await run(agent_pool, agents.create_agent,
+                cfg, new_agent(first_name="Иван", last_name="Петров"), ACTOR)
     assert exc.value.field == "login"
-    created = await agents.create_agent(
-        agent_pool, cfg, new_agent(first_name="Иван", last_name="Петров", login="ivan.petrov"), ACTOR
+    created = await run(
+        agent_pool, agents.create_agent,
+        cfg, new_agent(first_name="Иван", last_name="Петров", login="ivan.petrov"), ACTOR
     )
     assert created.agent.caller_id == "ivan.petrov"  # the ASCII fallback
     assert created.agent.chat_name == "Иван Петров"
@@ -186,7 +190,7 @@ async def test_explicit_extension_rules(cfg: Config, pool: asyncpg.Pool) -> None
     cfg.extensions = ExtensionsConfig(first=100, last=199, reserved=[111])
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
-    a = await agents.create_agent(pool, cfg, new_agent(extension=120), ACTOR)
+    a = await run(pool, agents.create_agent, cfg, new_agent(extension=120), ACTOR)
     assert a.agent.extension == 120
     cases = [
         (120, ConflictError, "extension_taken"),
@@ -196,19 +200,20 @@ async def test_explicit_extension_rules(cfg: Config, pool: asyncpg.Pool) -> None
     ]
     for number, error, code in cases:
         with pytest.raises(error) as exc:
-            await agents.create_agent(pool, cfg, new_agent(extension=number), ACTOR)
+            await run(pool, agents.create_agent, cfg, new_agent(extension=number), ACTOR)
         assert (exc.value.field, exc.value.code) == ("extension", code)
     # Automatic allocation skips the reserved number and the taken one.
-    numbers = [(await agents.create_agent(pool, cfg, new_agent(), ACTOR)).agent.extension for _ in range(12)]
+    numbers = [(await run(pool, agents.create_agent,
+            cfg, new_agent(), ACTOR)).agent.extension for _ in range(12)]
     assert numbers == [100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 112]
 
 
 async def test_extension_unique_across_agents_and_queues(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await make_queue(agent_pool, cfg, "support", number=100)
-    a = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    a = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert a.agent.extension == 101
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(extension=100), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(extension=100), ACTOR)
     assert exc.value.field == "extension"
 
 
@@ -217,14 +222,14 @@ async def test_pool_exhausted(cfg: Config, pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
     for _ in range(2):
-        await agents.create_agent(pool, cfg, new_agent(), ACTOR)
+        await run(pool, agents.create_agent, cfg, new_agent(), ACTOR)
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(pool, cfg, new_agent(), ACTOR)
+        await run(pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert (exc.value.code, exc.value.field) == ("extension_pool_exhausted", "extension")
     assert "no free extension left in 100-101" in exc.value.message
     assert await pool.fetchval("SELECT count(*) FROM users") == 2
     # Users without SIP do not need a number.
-    await agents.create_agent(pool, cfg, new_agent(role="end-user"), ACTOR)
+    await run(pool, agents.create_agent, cfg, new_agent(role="end-user"), ACTOR)
 
 
 # --- roles ---------------------------------------------------------------------------
@@ -237,7 +242,7 @@ async def test_pool_exhausted(cfg: Config, pool: asyncpg.Pool) -> None:
 async def test_users_without_sip(cfg: Config, agent_pool: asyncpg.Pool, role: str, is_agent: bool) -> None:
     await make_queue(agent_pool, cfg, "sales")
     before = await version(agent_pool)
-    created = await agents.create_agent(agent_pool, cfg, new_agent(role=role, is_agent=is_agent), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(role=role, is_agent=is_agent), ACTOR)
     a = created.agent
     assert a.extension is None and not a.has_sip and created.sip is None
     assert created.config_version is None and await version(agent_pool) == before
@@ -251,14 +256,14 @@ async def test_users_without_sip(cfg: Config, agent_pool: asyncpg.Pool, role: st
         ("manual_dial_any", True),
     ]:
         with pytest.raises(ValidationError) as exc:
-            await agents.create_agent(agent_pool, cfg, new_agent(role=role, is_agent=is_agent,
+            await run(agent_pool, agents.create_agent, cfg, new_agent(role=role, is_agent=is_agent,
                                                                  **{field: value}), ACTOR)
         assert exc.value.field == field
         assert "SIP" in exc.value.message
 
 
 async def test_extension_role_has_sip_but_no_web_login(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(role="extension"), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(role="extension"), ACTOR)
     assert created.sip is not None and created.agent.has_sip
     assert created.web_password is None
     assert (await stored(agent_pool, created.agent.id))["web_password_hash"] is None
@@ -266,10 +271,11 @@ async def test_extension_role_has_sip_but_no_web_login(cfg: Config, agent_pool: 
     for field, value in [("password", "Horse-Battery-42"), ("force_password_change", True),
                          ("send_credentials", True)]:
         with pytest.raises(ValidationError) as exc:
-            await agents.create_agent(agent_pool, cfg, new_agent(role="extension", **{field: value}), ACTOR)
+            await run(agent_pool, agents.create_agent,
+                    cfg, new_agent(role="extension", **{field: value}), ACTOR)
         assert exc.value.field == field
     with pytest.raises(ValidationError) as exc:
-        await agents.set_web_password(agent_pool, cfg, created.agent.id, None, None, ACTOR)
+        await run(agent_pool, agents.set_web_password, cfg, created.agent.id, None, None, ACTOR)
     assert exc.value.field == "password"
 
 
@@ -281,15 +287,15 @@ async def test_unknown_lookups_are_named(cfg: Config, agent_pool: asyncpg.Pool) 
         ("default_ticket_queue", "nope"),
     ]:
         with pytest.raises(ValidationError) as exc:
-            await agents.create_agent(agent_pool, cfg, new_agent(**{field: value}), ACTOR)
+            await run(agent_pool, agents.create_agent, cfg, new_agent(**{field: value}), ACTOR)
         assert exc.value.field == field
     with pytest.raises(ValidationError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "x"}, {"name": "ghost"}]),
+        await run(agent_pool, agents.create_agent, cfg, new_agent(queues=[{"name": "x"}, {"name": "ghost"}]),
                                   ACTOR)
     assert exc.value.field == "queues.0.name"
     await make_queue(agent_pool, cfg, "voice-q")
     with pytest.raises(ValidationError) as exc:  # a voice queue is no ticket queue
-        await agents.create_agent(agent_pool, cfg, new_agent(default_ticket_queue="voice-q"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(default_ticket_queue="voice-q"), ACTOR)
     assert exc.value.field == "default_ticket_queue"
     assert await agent_pool.fetchval("SELECT count(*) FROM users") == 0
 
@@ -303,21 +309,21 @@ async def test_given_passwords_are_checked(cfg: Config, agent_pool: asyncpg.Pool
         ("sip_password", "has space in it 123"),
     ]:
         with pytest.raises(ValidationError) as exc:
-            await agents.create_agent(agent_pool, cfg, new_agent(**{field: value}), ACTOR)
+            await run(agent_pool, agents.create_agent, cfg, new_agent(**{field: value}), ACTOR)
         assert exc.value.field == field
         assert value not in exc.value.message
     with pytest.raises(ValidationError) as exc:  # the SIP password may not be the extension
-        await agents.create_agent(agent_pool, cfg, new_agent(extension=123, sip_password="123"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(extension=123, sip_password="123"), ACTOR)
     assert exc.value.field == "sip_password"
     cfg.security.sip_password_min_length = 3
     with pytest.raises(ValidationError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(extension=123, sip_password="123"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(extension=123, sip_password="123"), ACTOR)
     assert exc.value.field == "sip_password" and "username" in exc.value.message
 
 
 async def test_pbkdf2_scheme(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     cfg.security.web_hash_scheme = "pbkdf2_sha256"
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert (await stored(agent_pool, created.agent.id))["web_password_hash"].startswith("$pbkdf2-sha256$")
     cfg.security.web_hash_scheme = "argon2"  # switching back: the old hash still verifies
     assert (await agents.verify_login(agent_pool, created.agent.login, created.web_password)).ok
@@ -327,24 +333,27 @@ async def test_pbkdf2_scheme(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 
 async def test_licence_limit(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="gold", max_users=2), ACTOR)
+    await run(agent_pool, directory.create_account_type,
+            cfg, AccountTypeCreate(name="gold", max_users=2), ACTOR)
     for _ in range(2):
-        await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(account_type="gold"), ACTOR)
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(account_type="GOLD"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(account_type="GOLD"), ACTOR)
     assert (exc.value.code, exc.value.field) == ("licence_limit", "account_type")
     assert "allows 2 users" in exc.value.message
     # Moving a user into a full type is refused the same way.
-    other = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    other = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     with pytest.raises(ConflictError) as exc:
-        await agents.update_agent(agent_pool, cfg, other.agent.id, update(account_type="gold"), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, other.agent.id, update(account_type="gold"), ACTOR)
     assert exc.value.code == "licence_limit"
 
 
 async def test_licence_limit_under_concurrency(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="gold", max_users=5), ACTOR)
+    await run(agent_pool, directory.create_account_type,
+            cfg, AccountTypeCreate(name="gold", max_users=5), ACTOR)
     results = await asyncio.gather(
-        *(agents.create_agent(agent_pool, cfg, new_agent(account_type="gold", password="Horse-Battery-42"),
+        *(run(agent_pool, agents.create_agent,
+                cfg, new_agent(account_type="gold", password="Horse-Battery-42"),
                               ACTOR) for _ in range(30)),
         return_exceptions=True,
     )
@@ -374,7 +383,7 @@ async def test_1000_concurrent_creates(cfg: Config) -> None:
                                       f"{'uvwxyzabcd'[i // 100]}")
                   for i in range(800)]
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(agents.create_agent(pool, cfg, d, ACTOR) for d in datas))
+        results = await asyncio.gather(*(run(pool, agents.create_agent, cfg, d, ACTOR) for d in datas))
         elapsed = time.perf_counter() - t0
         print(f"\n1,000 concurrent creates (argon2, 20 connections): {elapsed:.1f} s")
 
@@ -407,7 +416,7 @@ async def test_explicit_and_derived_logins_racing(cfg: Config, agent_pool: async
     one gets a unique violation, rolls back its savepoint and takes the next suffix."""
     datas = [new_agent(first_name="Anna", last_name="Nowak", password="Horse-Battery-42") for _ in range(30)]
     datas += [new_agent(login=f"anna.nowak{n}", password="Horse-Battery-42") for n in (3, 3, 3, 7, 12)]
-    results = await asyncio.gather(*(agents.create_agent(agent_pool, cfg, d, ACTOR) for d in datas),
+    results = await asyncio.gather(*(run(agent_pool, agents.create_agent, cfg, d, ACTOR) for d in datas),
                                    return_exceptions=True)
     derived = [r for r in results[:30]]
     assert all(isinstance(r, AgentCreated) for r in derived), derived
@@ -427,17 +436,19 @@ async def test_concurrent_membership_changes_do_not_deadlock(cfg: Config, agent_
     for name in ("q1", "q2", "q3"):
         await make_queue(agent_pool, cfg, name)
     ids = [
-        (await agents.create_agent(agent_pool, cfg, new_agent(password="Horse-Battery-42"), ACTOR)).agent.id
+        (await run(agent_pool, agents.create_agent,
+                cfg, new_agent(password="Horse-Battery-42"), ACTOR)).agent.id
         for _ in range(10)
     ]
     ops = []
     for i, agent_id in enumerate(ids):
         for q in ("q1", "q2", "q3"):
-            ops.append(queues.set_member(agent_pool, cfg, q, agent_id, i % 3, ACTOR))
-        ops.append(agents.update_agent(agent_pool, cfg, agent_id, update(queues=[{"name": "q2"}],
+            ops.append(run(agent_pool, queues.set_member, cfg, q, agent_id, i % 3, ACTOR))
+        ops.append(run(agent_pool, agents.update_agent, cfg, agent_id, update(queues=[{"name": "q2"}],
                                                                          priority=2), ACTOR))
-        ops.append(agents.rotate_sip_password(agent_pool, cfg, agent_id, None, ACTOR))
-    ops.append(queues.update_queue(agent_pool, cfg, "q3", parse(QueueUpdate, {"strategy": "linear"}), ACTOR))
+        ops.append(run(agent_pool, agents.rotate_sip_password, cfg, agent_id, None, ACTOR))
+    ops.append(run(agent_pool, queues.update_queue,
+            cfg, "q3", parse(QueueUpdate, {"strategy": "linear"}), ACTOR))
     results = await asyncio.gather(*ops, return_exceptions=True)
     assert not [r for r in results if isinstance(r, BaseException)]
     count = await agent_pool.fetchval("SELECT count(*) FROM queue_members")
@@ -448,7 +459,7 @@ async def test_concurrent_membership_changes_do_not_deadlock(cfg: Config, agent_
 
 
 async def test_web_password_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(force_password_change=True), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(force_password_change=True), ACTOR)
     a = created.agent
     first = created.web_password
     assert first is not None
@@ -457,37 +468,39 @@ async def test_web_password_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> 
 
     # The user changes it: flag cleared, old refused.
     with pytest.raises(AuthError):
-        await agents.change_own_password(agent_pool, cfg, a.login, "wrong-password-1", "New-Horse-Battery-1")
+        await run(agent_pool, agents.change_own_password,
+                cfg, a.login, "wrong-password-1", "New-Horse-Battery-1")
     with pytest.raises(ValidationError) as exc:
-        await agents.change_own_password(agent_pool, cfg, a.login, first, "short")
+        await run(agent_pool, agents.change_own_password, cfg, a.login, first, "short")
     assert exc.value.field == "new_password"
     with pytest.raises(ValidationError) as exc:
-        await agents.change_own_password(agent_pool, cfg, a.login, first, first)
+        await run(agent_pool, agents.change_own_password, cfg, a.login, first, first)
     assert exc.value.field == "new_password"
-    await agents.change_own_password(agent_pool, cfg, a.login, first, "New-Horse-Battery-1")
+    await run(agent_pool, agents.change_own_password, cfg, a.login, first, "New-Horse-Battery-1")
     assert not (await agents.verify_login(agent_pool, a.login, first)).ok
     result = await agents.verify_login(agent_pool, a.login, "New-Horse-Battery-1")
     assert result.ok and not result.must_change_password
 
     # The admin regenerates it and forces a change.
-    generated = await agents.set_web_password(agent_pool, cfg, a.id, None, True, ACTOR)
+    generated = await run(agent_pool, agents.set_web_password, cfg, a.id, None, True, ACTOR)
     assert generated and generated != first
     assert not (await agents.verify_login(agent_pool, a.login, "New-Horse-Battery-1")).ok
     result = await agents.verify_login(agent_pool, a.login, generated)
     assert result.ok and result.must_change_password
     # ... or sets one; force_change None leaves the flag alone.
-    assert await agents.set_web_password(agent_pool, cfg, a.id, "Admin-Given-Pass-9", None, ACTOR) is None
+    assert await run(agent_pool, agents.set_web_password,
+            cfg, a.id, "Admin-Given-Pass-9", None, ACTOR) is None
     assert (await agents.verify_login(agent_pool, a.login, "Admin-Given-Pass-9")).must_change_password
     with pytest.raises(ValidationError) as exc:
-        await agents.set_web_password(agent_pool, cfg, a.id, a.login, None, ACTOR)
+        await run(agent_pool, agents.set_web_password, cfg, a.id, a.login, None, ACTOR)
     assert exc.value.field == "password"
     with pytest.raises(NotFoundError):
-        await agents.set_web_password(agent_pool, cfg, 999999, None, None, ACTOR)
+        await run(agent_pool, agents.set_web_password, cfg, 999999, None, None, ACTOR)
 
 
 async def test_verify_login_failures_take_a_hash_verification(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
-    ext_only = await agents.create_agent(agent_pool, cfg, new_agent(role="extension"), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
+    ext_only = await run(agent_pool, agents.create_agent, cfg, new_agent(role="extension"), ACTOR)
     await agents.verify_login(agent_pool, "warm-up", "x")
     timings = {}
     for name, login in [
@@ -505,7 +518,7 @@ async def test_verify_login_failures_take_a_hash_verification(cfg: Config, agent
 
 
 async def test_role_without_web_login_cannot_log_in(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(role="qa"), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(role="qa"), ACTOR)
     assert (await agents.verify_login(agent_pool, created.agent.login, created.web_password)).ok
     await agent_pool.execute("UPDATE roles SET web_login = false WHERE name = 'qa'")
     assert not (await agents.verify_login(agent_pool, created.agent.login, created.web_password)).ok
@@ -515,10 +528,10 @@ async def test_role_without_web_login_cannot_log_in(cfg: Config, agent_pool: asy
 
 
 async def test_rotate_sip_password(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     a = created.agent
     old = await stored(agent_pool, a.id)
-    creds, v = await agents.rotate_sip_password(agent_pool, cfg, a.id, None, ACTOR)
+    creds, v = await run(agent_pool, agents.rotate_sip_password, cfg, a.id, None, ACTOR)
     assert creds.username == str(a.extension) and creds.password != created.sip.password
     assert v == await version(agent_pool) and v > created.config_version
     row = await stored(agent_pool, a.id)
@@ -526,92 +539,94 @@ async def test_rotate_sip_password(cfg: Config, agent_pool: asyncpg.Pool) -> Non
     assert row["sip_ha1_md5"] == passwords.sip_digests(creds.username, cfg.asterisk.sip_realm,
                                                        creds.password).md5
 
-    creds, _ = await agents.rotate_sip_password(agent_pool, cfg, a.id, "Given-Sip-Pass-77", ACTOR)
+    creds, _ = await run(agent_pool, agents.rotate_sip_password, cfg, a.id, "Given-Sip-Pass-77", ACTOR)
     assert creds.password == "Given-Sip-Pass-77"
     for bad in ["short", str(a.extension), "with space 12345"]:
         with pytest.raises(ValidationError) as exc:
-            await agents.rotate_sip_password(agent_pool, cfg, a.id, bad, ACTOR)
+            await run(agent_pool, agents.rotate_sip_password, cfg, a.id, bad, ACTOR)
         assert exc.value.field == "password"
-    no_sip = await agents.create_agent(agent_pool, cfg, new_agent(role="end-user"), ACTOR)
+    no_sip = await run(agent_pool, agents.create_agent, cfg, new_agent(role="end-user"), ACTOR)
     with pytest.raises(ValidationError, match="no SIP account"):
-        await agents.rotate_sip_password(agent_pool, cfg, no_sip.agent.id, None, ACTOR)
+        await run(agent_pool, agents.rotate_sip_password, cfg, no_sip.agent.id, None, ACTOR)
     with pytest.raises(NotFoundError):
-        await agents.rotate_sip_password(agent_pool, cfg, 999999, None, ACTOR)
+        await run(agent_pool, agents.rotate_sip_password, cfg, 999999, None, ACTOR)
 
 
 # --- update --------------------------------------------------------------------------
 
 
 async def test_update_simple_fields_and_visibility(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     a = created.agent
     v0 = await version(agent_pool)
     # Not seen by Asterisk: no bump.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(email="new@example.com", sms_box="b1"),
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(email="new@example.com", sms_box="b1"),
                                   "other-admin")
     assert r.config_version is None and await version(agent_pool) == v0
     assert (r.agent.email, r.agent.sms_box, r.agent.updated_by) == ("new@example.com", "b1", "other-admin")
     assert r.agent.updated_at > a.updated_at and r.sip is None and r.web_password is None
     # Seen by Asterisk (member penalties): bump.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(priority=7), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(priority=7), ACTOR)
     assert r.config_version == v0 + 1 and r.agent.priority == 7
     # A no-op changes nothing, not even the audit log.
     audit_rows = await agent_pool.fetchval("SELECT count(*) FROM audit_log")
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(priority=7, email="NEW@example.com".lower()),
+    r = await run(agent_pool, agents.update_agent,
+            cfg, a.id, update(priority=7, email="NEW@example.com".lower()),
                                   ACTOR)
     assert r.config_version is None
     assert await agent_pool.fetchval("SELECT count(*) FROM audit_log") == audit_rows
-    assert (await agents.update_agent(agent_pool, cfg, a.id, update(), ACTOR)).config_version is None
+    assert (await run(agent_pool, agents.update_agent, cfg, a.id, update(), ACTOR)).config_version is None
     # Clearing optional fields.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(sms_box=None, phone=None), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(sms_box=None, phone=None), ACTOR)
     assert r.agent.sms_box is None
     with pytest.raises(NotFoundError):
-        await agents.update_agent(agent_pool, cfg, 999999, update(priority=2), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, 999999, update(priority=2), ACTOR)
 
 
 async def test_update_caller_id_and_chat_name_follow_the_name(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(last_name="Nowak"), ACTOR)
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(last_name="Nowak"), ACTOR)
     assert (r.agent.caller_id, r.agent.chat_name, r.agent.login) == ("j.nowak", "Jan Nowak", "jan.kowalski")
     assert r.config_version is not None  # the caller id changed
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(caller_id="Hotline", chat_name="JN"), ACTOR)
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(first_name="Piotr"), ACTOR)
+    r = await run(agent_pool, agents.update_agent,
+            cfg, a.id, update(caller_id="Hotline", chat_name="JN"), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(first_name="Piotr"), ACTOR)
     assert (r.agent.caller_id, r.agent.chat_name) == ("Hotline", "JN")  # custom ones stay
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(caller_id=None, chat_name=None), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(caller_id=None, chat_name=None), ACTOR)
     assert (r.agent.caller_id, r.agent.chat_name) == ("p.nowak", "Piotr Nowak")
 
 
 async def test_update_login_and_email_conflicts(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(email="a@example.com"), ACTOR)).agent
-    b = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(email="a@example.com"), ACTOR)).agent
+    b = (await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent
     with pytest.raises(ConflictError) as exc:
-        await agents.update_agent(agent_pool, cfg, b.id, update(login=a.login.upper()), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, b.id, update(login=a.login.upper()), ACTOR)
     assert exc.value.field == "login"
     with pytest.raises(ConflictError) as exc:
-        await agents.update_agent(agent_pool, cfg, b.id, update(email="A@EXAMPLE.com"), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, b.id, update(email="A@EXAMPLE.com"), ACTOR)
     assert exc.value.field == "email"
-    r = await agents.update_agent(agent_pool, cfg, b.id, update(login="jk.other"), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, b.id, update(login="jk.other"), ACTOR)
     assert r.agent.login == "jk.other"
 
 
 async def test_changing_the_extension_rotates_the_sip_password(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     a = created.agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(extension=555), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(extension=555), ACTOR)
     assert r.agent.extension == 555
     assert r.sip is not None and r.sip.username == "555" and r.sip.password != created.sip.password
     row = await stored(agent_pool, a.id)
     assert row["sip_ha1_md5"] == passwords.sip_digests("555", cfg.asterisk.sip_realm, r.sip.password).md5
     assert r.config_version == await version(agent_pool)
     # The old number is free again, the new one is owned.
-    other = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    other = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     assert other.agent.extension == a.extension
     assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = 555") == f"user:{a.id}"
     # Same extension: nothing rotates; a taken one is refused and nothing changes.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(extension=555), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(extension=555), ACTOR)
     assert r.sip is None
     with pytest.raises(ConflictError) as exc:
-        await agents.update_agent(agent_pool, cfg, a.id, update(extension=other.agent.extension), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(extension=other.agent.extension), ACTOR)
     assert exc.value.field == "extension"
     assert (await stored(agent_pool, a.id))["sip_ha1_md5"] == row["sip_ha1_md5"]
     assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = 555") == f"user:{a.id}"
@@ -619,19 +634,20 @@ async def test_changing_the_extension_rotates_the_sip_password(cfg: Config, agen
 
 async def test_losing_and_gaining_sip(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await make_queue(agent_pool, cfg, "sales")
-    created = await agents.create_agent(
-        agent_pool, cfg, new_agent(queues=[{"name": "sales"}], manual_dial_any=True), ACTOR
+    created = await run(
+        agent_pool, agents.create_agent,
+        cfg, new_agent(queues=[{"name": "sales"}], manual_dial_any=True), ACTOR
     )
     a = created.agent
     number = a.extension
     # Nothing is dropped silently: refused, naming what would go, and nothing changed.
     with pytest.raises(ConfirmationRequired) as refused:
-        await agents.update_agent(agent_pool, cfg, a.id, update(role="end-user"), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(role="end-user"), ACTOR)
     assert (refused.value.status, refused.value.field) == (409, "role")
     assert refused.value.lost == {"extension": number, "queues": ["sales"], "campaigns": [999999]}
     assert "extension" in refused.value.message and "sales" in refused.value.message
     assert (await agents.get_agent(agent_pool, a.id)) == a
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="end-user"), ACTOR, force=True)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(role="end-user"), ACTOR, force=True)
     b = r.agent
     assert (b.extension, b.has_sip, b.queues, b.campaigns, b.manual_dial_any) == (None, False, [], [], False)
     assert r.config_version is not None
@@ -639,33 +655,33 @@ async def test_losing_and_gaining_sip(cfg: Config, agent_pool: asyncpg.Pool) -> 
     assert row["sip_ha1_md5"] is None and row["sip_realm"] is None
     assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = $1", number) is None
     with pytest.raises(ValidationError) as exc:
-        await agents.update_agent(agent_pool, cfg, a.id, update(queues=[{"name": "sales"}]), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(queues=[{"name": "sales"}]), ACTOR)
     assert exc.value.field == "queues"
     with pytest.raises(ValidationError) as exc:
-        await agents.update_agent(agent_pool, cfg, a.id, update(extension=300), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(extension=300), ACTOR)
     assert exc.value.field == "extension"
     # Back to agent: a new extension and SIP password, returned once.
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="agent", extension=300), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(role="agent", extension=300), ACTOR)
     assert r.agent.extension == 300 and r.agent.has_sip and r.sip is not None and r.sip.username == "300"
     # is_agent false also removes SIP.
     with pytest.raises(ConfirmationRequired) as refused:
-        await agents.update_agent(agent_pool, cfg, a.id, update(is_agent=False), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(is_agent=False), ACTOR)
     assert (refused.value.field, refused.value.lost) == ("is_agent", {"extension": 300})
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(is_agent=False), ACTOR, force=True)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(is_agent=False), ACTOR, force=True)
     assert r.agent.extension is None and r.config_version is not None
 
 
 async def test_web_login_follows_the_role(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    created = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    created = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     a = created.agent
     with pytest.raises(ConfirmationRequired) as refused:
-        await agents.update_agent(agent_pool, cfg, a.id, update(role="extension"), ACTOR)
+        await run(agent_pool, agents.update_agent, cfg, a.id, update(role="extension"), ACTOR)
     assert refused.value.lost == {"web_password": True}
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="extension"), ACTOR, force=True)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(role="extension"), ACTOR, force=True)
     assert r.web_password is None and r.sip is None  # keeps its SIP account
     assert (await stored(agent_pool, a.id))["web_password_hash"] is None
     assert not (await agents.verify_login(agent_pool, a.login, created.web_password)).ok
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(role="agent"), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(role="agent"), ACTOR)
     assert r.web_password is not None
     assert (await agents.verify_login(agent_pool, a.login, r.web_password)).ok
 
@@ -673,10 +689,12 @@ async def test_web_login_follows_the_role(cfg: Config, agent_pool: asyncpg.Pool)
 async def test_update_queues_replaces_memberships(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     for name, kind in [("sales", "voice"), ("support", "voice"), ("chat", "chat"), ("mail", "ticket")]:
         await make_queue(agent_pool, cfg, name, kind=kind)
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}, {"name": "chat"}]),
+    a = (await run(agent_pool, agents.create_agent,
+            cfg, new_agent(queues=[{"name": "sales"}, {"name": "chat"}]),
                                    ACTOR)).agent
-    r = await agents.update_agent(
-        agent_pool, cfg, a.id, update(queues=[{"name": "support", "penalty": 3}, {"name": "mail"}]), ACTOR
+    r = await run(
+        agent_pool, agents.update_agent,
+        cfg, a.id, update(queues=[{"name": "support", "penalty": 3}, {"name": "mail"}]), ACTOR
     )
     assert [(q["name"], q["penalty"], q["penalty_override"]) for q in r.agent.queues] == [
         ("mail", 0, None),
@@ -684,35 +702,36 @@ async def test_update_queues_replaces_memberships(cfg: Config, agent_pool: async
     ]
     assert r.config_version is not None
     # Only chat/ticket memberships change: Asterisk sees nothing.
-    r = await agents.update_agent(
-        agent_pool, cfg, a.id, update(queues=[{"name": "support", "penalty": 3}, {"name": "chat"}]), ACTOR
+    r = await run(
+        agent_pool, agents.update_agent,
+        cfg, a.id, update(queues=[{"name": "support", "penalty": 3}, {"name": "chat"}]), ACTOR
     )
     assert r.config_version is None
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(queues=[]), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(queues=[]), ACTOR)
     assert r.agent.queues == [] and r.config_version is not None
 
 
 async def test_manual_dial_any_campaign(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(manual_dial_any=True), ACTOR)
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(manual_dial_any=True), ACTOR)
     assert r.agent.campaigns == [999999]
     assert await agent_pool.fetchval("SELECT count(*) FROM campaign_members WHERE campaign = 999999") == 1
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(manual_dial_any=False), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(manual_dial_any=False), ACTOR)
     assert r.agent.campaigns == []
 
 
 async def test_update_lookups(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
+    await run(agent_pool, directory.create_department, cfg, DepartmentCreate(name="Sales"), ACTOR)
     await make_queue(agent_pool, cfg, "mail", kind="ticket")
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(department="sales",
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(department="sales",
                                                                 default_ticket_queue="MAIL"), ACTOR)
     assert (r.agent.department, r.agent.default_ticket_queue) == ("Sales", "mail")
-    r = await agents.update_agent(agent_pool, cfg, a.id, update(department=None), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, a.id, update(department=None), ACTOR)
     assert r.agent.department is None
     for field in ["department", "role", "account_type", "default_ticket_queue"]:
         with pytest.raises(ValidationError) as exc:
-            await agents.update_agent(agent_pool, cfg, a.id, update(**{field: "ghost"}), ACTOR)
+            await run(agent_pool, agents.update_agent, cfg, a.id, update(**{field: "ghost"}), ACTOR)
         assert exc.value.field == field
 
 
@@ -721,9 +740,9 @@ async def test_update_lookups(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 async def test_delete(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     await make_queue(agent_pool, cfg, "sales")
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(queues=[{"name": "sales"}],
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(queues=[{"name": "sales"}],
                                                               manual_dial_any=True), ACTOR)).agent
-    v = await agents.delete_agent(agent_pool, cfg, a.id, ACTOR)
+    v = await run(agent_pool, agents.delete_agent, cfg, a.id, ACTOR)
     assert v == await version(agent_pool)
     with pytest.raises(NotFoundError):
         await agents.get_agent(agent_pool, a.id)
@@ -731,17 +750,17 @@ async def test_delete(cfg: Config, agent_pool: asyncpg.Pool) -> None:
                                      a.extension) is None
     assert await agent_pool.fetchval("SELECT count(*) FROM queue_members") == 0
     assert await agent_pool.fetchval("SELECT count(*) FROM campaign_members") == 0
-    e = (await agents.create_agent(agent_pool, cfg, new_agent(role="end-user"), ACTOR)).agent
-    assert await agents.delete_agent(agent_pool, cfg, e.id, ACTOR) is None
+    e = (await run(agent_pool, agents.create_agent, cfg, new_agent(role="end-user"), ACTOR)).agent
+    assert await run(agent_pool, agents.delete_agent, cfg, e.id, ACTOR) is None
     with pytest.raises(NotFoundError):
-        await agents.delete_agent(agent_pool, cfg, e.id, ACTOR)
+        await run(agent_pool, agents.delete_agent, cfg, e.id, ACTOR)
 
 
 # --- read ----------------------------------------------------------------------------
 
 
 async def test_get_find_search(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
+    await run(agent_pool, directory.create_department, cfg, DepartmentCreate(name="Sales"), ACTOR)
     people = [
         ("Łukasz", "Żółć", "agent", "Sales"),
         ("Anna", "Nowak", "supervisor", "Sales"),
@@ -751,8 +770,8 @@ async def test_get_find_search(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     made = {}
     for first, last, role, dept in people:
         made[last + first] = (
-            await agents.create_agent(
-                agent_pool, cfg, new_agent(first_name=first, last_name=last, role=role,
+            await run(
+                agent_pool, agents.create_agent, cfg, new_agent(first_name=first, last_name=last, role=role,
                                            department=dept), ACTOR
             )
         ).agent
@@ -779,14 +798,14 @@ async def test_get_find_search(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     assert await names(role="SUPERVISOR") == ["Anna Nowak"]
     assert await names(department="sales") == ["Anna Nowak", "Łukasz Żółć"]
     assert await names(q="nowak", agents_only=True, role="end-user") == ["Piotr Nowak"]
-    await agents.update_agent(agent_pool, cfg, made["NowakPiotr"].id, update(is_agent=False), ACTOR)
+    await run(agent_pool, agents.update_agent, cfg, made["NowakPiotr"].id, update(is_agent=False), ACTOR)
     assert await names(agents_only=True) == ["Ewa Adamska", "Anna Nowak", "Łukasz Żółć"]
 
 
 async def test_search_pagination(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     for i in range(25):
-        await agents.create_agent(
-            agent_pool, cfg, new_agent(role="end-user", first_name="Jan",
+        await run(
+            agent_pool, agents.create_agent, cfg, new_agent(role="end-user", first_name="Jan",
                                        last_name=f"Kowalski{'abcdefghijklmnopqrstuvwxyz'[i]}"), ACTOR
         )
     seen: list[int] = []
@@ -818,7 +837,7 @@ async def test_search_pagination(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 async def test_search_digit_like_query_is_not_an_error(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     """Characters str.isdigit() accepts but int() refuses (superscripts, circled digits)
     are searched as text, not taken for an extension (was a ValueError, an HTTP 500)."""
-    made = (await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)).agent
+    made = (await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)).agent
     for q in ["\u00b2", "1\u00b2", "\u2460"]:
         assert (await agents.search_agents(agent_pool, q=q)).items == []
     assert [a.id for a in (await agents.search_agents(agent_pool, q=str(made.extension))).items] == [made.id]
@@ -833,31 +852,32 @@ async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asy
     bytea column of every table (and the log) for any of the plaintexts."""
     caplog.set_level(logging.DEBUG)
     secrets: list[str] = []
-    c1 = await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    c1 = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
     secrets += [c1.web_password, c1.sip.password]
-    c2 = await agents.create_agent(
-        agent_pool, cfg, new_agent(password="Given-Web-Pass-1", sip_password="Given-Sip-Pass-22"), ACTOR
+    c2 = await run(
+        agent_pool, agents.create_agent,
+        cfg, new_agent(password="Given-Web-Pass-1", sip_password="Given-Sip-Pass-22"), ACTOR
     )
     secrets += ["Given-Web-Pass-1", "Given-Sip-Pass-22"]
-    c3 = await agents.create_agent(agent_pool, cfg, new_agent(role="extension"), ACTOR)
+    c3 = await run(agent_pool, agents.create_agent, cfg, new_agent(role="extension"), ACTOR)
     secrets += [c3.sip.password]
-    secrets.append(await agents.set_web_password(agent_pool, cfg, c1.agent.id, None, True, ACTOR))
-    await agents.set_web_password(agent_pool, cfg, c2.agent.id, "Admin-Set-Pass-3", False, ACTOR)
+    secrets.append(await run(agent_pool, agents.set_web_password, cfg, c1.agent.id, None, True, ACTOR))
+    await run(agent_pool, agents.set_web_password, cfg, c2.agent.id, "Admin-Set-Pass-3", False, ACTOR)
     secrets.append("Admin-Set-Pass-3")
-    await agents.change_own_password(agent_pool, cfg, c2.agent.login, "Admin-Set-Pass-3",
+    await run(agent_pool, agents.change_own_password, cfg, c2.agent.login, "Admin-Set-Pass-3",
                                      "Self-Chosen-Pass-4")
     secrets.append("Self-Chosen-Pass-4")
-    creds, _ = await agents.rotate_sip_password(agent_pool, cfg, c1.agent.id, None, ACTOR)
+    creds, _ = await run(agent_pool, agents.rotate_sip_password, cfg, c1.agent.id, None, ACTOR)
     secrets.append(creds.password)
-    await agents.rotate_sip_password(agent_pool, cfg, c2.agent.id, "Rotated-Sip-Pass-5", ACTOR)
+    await run(agent_pool, agents.rotate_sip_password, cfg, c2.agent.id, "Rotated-Sip-Pass-5", ACTOR)
     secrets.append("Rotated-Sip-Pass-5")
-    r = await agents.update_agent(agent_pool, cfg, c1.agent.id, update(extension=777), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, c1.agent.id, update(extension=777), ACTOR)
     secrets.append(r.sip.password)
-    r = await agents.update_agent(agent_pool, cfg, c3.agent.id, update(role="agent"), ACTOR)
+    r = await run(agent_pool, agents.update_agent, cfg, c3.agent.id, update(role="agent"), ACTOR)
     secrets.append(r.web_password)
     # Refused attempts must not leave the password behind either.
     with pytest.raises(ValidationError):
-        await agents.create_agent(agent_pool, cfg, new_agent(password="alllowercaseonly"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(password="alllowercaseonly"), ACTOR)
     secrets.append("alllowercaseonly")
     assert all(secrets) and len(set(secrets)) == len(secrets)
 
@@ -894,16 +914,17 @@ async def test_database_holds_no_plaintext_password(cfg: Config, agent_pool: asy
 
 async def test_audit_log_records_every_mutation_without_secrets(cfg: Config,
                                                                 agent_pool: asyncpg.Pool) -> None:
-    dept = await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
+    dept = await run(agent_pool, directory.create_department, cfg, DepartmentCreate(name="Sales"), ACTOR)
     await make_queue(agent_pool, cfg, "sales")
-    c = await agents.create_agent(agent_pool, cfg, new_agent(password="Given-Web-Pass-1",
+    c = await run(agent_pool, agents.create_agent, cfg, new_agent(password="Given-Web-Pass-1",
                                                              department="Sales"), ACTOR)
     aid = c.agent.id
-    await agents.update_agent(agent_pool, cfg, aid, update(priority=3, queues=[{"name": "sales"}]), ACTOR)
-    generated = await agents.set_web_password(agent_pool, cfg, aid, None, None, ACTOR)
-    await agents.change_own_password(agent_pool, cfg, c.agent.login, generated, "Self-Chosen-Pass-4")
-    creds, _ = await agents.rotate_sip_password(agent_pool, cfg, aid, None, ACTOR)
-    await agents.delete_agent(agent_pool, cfg, aid, "admin:other")
+    await run(agent_pool, agents.update_agent,
+            cfg, aid, update(priority=3, queues=[{"name": "sales"}]), ACTOR)
+    generated = await run(agent_pool, agents.set_web_password, cfg, aid, None, None, ACTOR)
+    await run(agent_pool, agents.change_own_password, cfg, c.agent.login, generated, "Self-Chosen-Pass-4")
+    creds, _ = await run(agent_pool, agents.rotate_sip_password, cfg, aid, None, ACTOR)
+    await run(agent_pool, agents.delete_agent, cfg, aid, "admin:other")
 
     entries = await audit.list_entries(agent_pool, entity="agent", entity_id=aid)
     assert [e.action for e in reversed(entries)] == [
@@ -954,11 +975,11 @@ async def test_audit_scrub_and_append_only(cfg: Config, agent_pool: asyncpg.Pool
 
 
 async def test_failed_mutations_leave_no_trace(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    await agents.create_agent(agent_pool, cfg, new_agent(email="taken@example.com"), ACTOR)
+    await run(agent_pool, agents.create_agent, cfg, new_agent(email="taken@example.com"), ACTOR)
     v = await version(agent_pool)
     n = await agent_pool.fetchval("SELECT count(*) FROM audit_log")
     with pytest.raises(ConflictError):
-        await agents.create_agent(agent_pool, cfg, new_agent(email="taken@example.com"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(email="taken@example.com"), ACTOR)
     assert await version(agent_pool) == v
     assert await agent_pool.fetchval("SELECT count(*) FROM audit_log") == n
     assert await agent_pool.fetchval("SELECT count(*) FROM extension_pool WHERE owner IS NOT NULL") == 1
@@ -967,3 +988,22 @@ async def test_failed_mutations_leave_no_trace(cfg: Config, agent_pool: asyncpg.
 def test_agent_output_has_no_secret_fields() -> None:
     names = {f.name for f in dataclasses.fields(agents.Agent)}
     assert not {n for n in names if audit.is_secret_key(n)}
+
+
+async def test_mutations_need_the_callers_transaction(agent_pool, cfg):
+    """A service mutation runs in the caller's transaction (db/transaction.py); given a
+    pool or a connection outside a transaction it refuses before changing anything."""
+    with pytest.raises(RuntimeError, match="transaction"):
+        await agents.create_agent(agent_pool, cfg, new_agent(), ACTOR)
+    async with agent_pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="transaction"):
+            await agents.create_agent(conn, cfg, new_agent(), ACTOR)
+    assert (await agents.search_agents(agent_pool)).items == []
+    # Inside a transaction that rolls back, the create goes with it.
+    async with agent_pool.acquire() as conn:
+        tr = conn.transaction()
+        await tr.start()
+        created = await agents.create_agent(conn, cfg, new_agent(), ACTOR)
+        assert (await agents.get_agent(conn, created.agent.id)).login == created.agent.login
+        await tr.rollback()
+    assert (await agents.search_agents(agent_pool)).items == []

@@ -41,6 +41,7 @@ from sipprov.agents.models import AgentCreate, QueueCreate
 from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.db import database
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.http import create_app
 from tests.conftest import _dsn_for
@@ -115,9 +116,9 @@ class ThreadedServer:
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, self.cfg.extensions)
         _, self.token = await tokens.create_token(pool, "fuzz", "admin")
-        await queues.create_queue(pool, self.cfg, QueueCreate(name="support"), "seed")
+        await run(pool, queues.create_queue, self.cfg, QueueCreate(name="support"), "seed")
         for i, name in enumerate(["Anna", "Bartosz", "Celina", "Dawid", "Ewa"], start=1):
-            created = await agents.create_agent(pool, self.cfg, AgentCreate(
+            created = await run(pool, agents.create_agent, self.cfg, AgentCreate(
                 first_name=name, last_name="Seed", email=f"seed{i}@example.com",
                 queues=[{"name": "support"}]), "seed")
             self.agent_ids.append(created.agent.id)

@@ -26,6 +26,7 @@ from sipprov.apply.applier import Applier
 from sipprov.cli import renderops as render_cli
 from sipprov.config import Config
 from sipprov.db.sql import config_state
+from sipprov.db.transaction import run
 from sipprov.directory import queues as queues_mod
 from tests.asterisk_conf import parse
 
@@ -165,7 +166,7 @@ def _sip_only(n: int, **kw: Any) -> AgentCreate:
 
 
 async def _create(pool: asyncpg.Pool, cfg: Config, n: int, **kw: Any) -> agents.AgentCreated:
-    return await agents.create_agent(pool, cfg, _sip_only(n, **kw), "test")
+    return await run(pool, agents.create_agent, cfg, _sip_only(n, **kw), "test")
 
 
 # ----------------------------------------------------------------------------- tests
@@ -194,7 +195,7 @@ async def test_change_reloads_only_its_modules(applier: Applier, fake_pbx: FakeA
     assert fake_pbx.reloads == ["res_pjsip.so", "pbx_config.so"]
     assert str(created.agent.extension) in fake_pbx.endpoints
     fake_pbx.reloads.clear()
-    _, version = await queues_mod.create_queue(pool, applier_cfg, QueueCreate(name="support"), "t")
+    _, version = await run(pool, queues_mod.create_queue, applier_cfg, QueueCreate(name="support"), "t")
     assert await applier.wait_applied(version, 10)
     assert fake_pbx.reloads == ["app_queue.so"]
     assert fake_pbx.queues == {"support": []}
@@ -280,7 +281,7 @@ async def test_failed_verification_is_recorded_not_applied(applier: Applier, fak
 
 async def test_queue_members_are_verified(applier: Applier, fake_pbx: FakeAsterisk,
                                           applier_cfg: Config, pool: asyncpg.Pool) -> None:
-    await queues_mod.create_queue(pool, applier_cfg, QueueCreate(name="support"), "t")
+    await run(pool, queues_mod.create_queue, applier_cfg, QueueCreate(name="support"), "t")
     created = await _create(pool, applier_cfg, 1, priority=3,
                             queues=[QueueAssignment(name="support")])
     assert await applier.wait_applied(created.config_version, 10)

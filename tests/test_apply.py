@@ -31,6 +31,7 @@ from sipprov.cli import renderops as render_cli
 from sipprov.config import Config, ExtensionsConfig
 from sipprov.db import database
 from sipprov.db.sql import config_state
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.pbx import sipp
 from tests.pbx_fixtures import clean_asterisk
@@ -114,7 +115,7 @@ def _agent(n: int | str, **kw) -> AgentCreate:
 
 
 async def _create(env: Env, n: int | str, **kw) -> agents.AgentCreated:
-    return await agents.create_agent(env.pool, env.cfg, _agent(n, **kw), "test")
+    return await run(env.pool, agents.create_agent, env.cfg, _agent(n, **kw), "test")
 
 
 async def _applied(env: Env, version: int | None) -> None:
@@ -162,7 +163,7 @@ async def test_sip_rotation_keeps_other_registrations(env: Env, ami: AmiClient) 
     assert "Contact:" in await _contacts(ami, b.sip.username)
 
     reloads = env.reloads()
-    new_sip, version = await agents.rotate_sip_password(env.pool, env.cfg, a.agent.id, None, "test")
+    new_sip, version = await run(env.pool, agents.rotate_sip_password, env.cfg, a.agent.id, None, "test")
     await _applied(env, version)
     assert env.reloads() == reloads + 1
     old = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
@@ -174,7 +175,7 @@ async def test_sip_rotation_keeps_other_registrations(env: Env, ami: AmiClient) 
 
 
 async def test_queue_penalty_follows_priority(env: Env, ami: AmiClient) -> None:
-    _, version = await queues.create_queue(env.pool, env.cfg, QueueCreate(name="support"), "test")
+    _, version = await run(env.pool, queues.create_queue, env.cfg, QueueCreate(name="support"), "test")
     created = await _create(env, 1, priority=3, queues=[QueueAssignment(name="support")])
     await _applied(env, created.config_version)
     iface = f"PJSIP/{created.agent.extension}"
@@ -184,11 +185,11 @@ async def test_queue_penalty_follows_priority(env: Env, ami: AmiClient) -> None:
         return [(m.interface, m.penalty) for m in status.get("support", [])]
 
     assert await members() == [(iface, 2)]
-    updated = await agents.update_agent(env.pool, env.cfg, created.agent.id,
+    updated = await run(env.pool, agents.update_agent, env.cfg, created.agent.id,
                                         AgentUpdate(priority=6), "test")
     await _applied(env, updated.config_version)
     assert await members() == [(iface, 5)]
-    version = await queues.remove_member(env.pool, env.cfg, "support", created.agent.id, "test")
+    version = await run(env.pool, queues.remove_member, env.cfg, "support", created.agent.id, "test")
     await _applied(env, version)
     assert await members() == []
 
@@ -201,7 +202,7 @@ async def test_delete_removes_endpoint_and_dialplan(env: Env, ami: AmiClient) ->
     assert await ami.pjsip_endpoint_exists(ext)
     assert f"'{ext}' =>" in await ami.command(f"dialplan show {ext}@{context}")
 
-    version = await agents.delete_agent(env.pool, env.cfg, created.agent.id, "test")
+    version = await run(env.pool, agents.delete_agent, env.cfg, created.agent.id, "test")
     await _applied(env, version)
     assert not await ami.pjsip_endpoint_exists(ext)
     with pytest.raises(AmiError, match="There is no existence"):

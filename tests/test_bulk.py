@@ -40,6 +40,7 @@ from sipprov.bulk import hashing as bulkhash
 from sipprov.bulk import importer as bulk
 from sipprov.config import Config, ExtensionsConfig
 from sipprov.db import database
+from sipprov.db.transaction import run
 from sipprov.directory import lookups as directory
 from sipprov.directory import queues
 from tests.conftest import cloned_database
@@ -98,7 +99,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 async def setup_directory(pool: asyncpg.Pool, cfg: Config) -> None:
     """The queues the files refer to (voice queues reach Asterisk)."""
     for name in ("support", "sales"):
-        await queues.create_queue(pool, cfg, QueueCreate(name=name, kind="voice"), "test")
+        await run(pool, queues.create_queue, cfg, QueueCreate(name=name, kind="voice"), "test")
 
 
 @pytest.fixture
@@ -291,7 +292,7 @@ async def test_continue_on_error_imports_the_rest_and_writes_rejects(
 
 
 async def test_dry_run_writes_nothing(big_cfg: Config, bulk_pool: asyncpg.Pool, tmp_path: Path) -> None:
-    await agents.create_agent(bulk_pool, big_cfg, AgentCreate(
+    await run(bulk_pool, agents.create_agent, big_cfg, AgentCreate(
         first_name="Jan", last_name="Kowalski", email="agent3@example.com", priority=4), "test")
     rows = make_rows(10)
     path = write_csv(tmp_path / "dry.csv", rows)
@@ -316,7 +317,7 @@ async def test_dry_run_checks_pool_capacity_and_licence(cfg: Config, pool: async
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
     await setup_directory(pool, cfg)  # no numbers: voice queues without one
-    await directory.create_account_type(pool, cfg, AccountTypeCreate(name="gold", max_users=3), "test")
+    await run(pool, directory.create_account_type, cfg, AccountTypeCreate(name="gold", max_users=3), "test")
     rows = make_rows(7)
     for r in rows[:4]:
         r["account_type"] = "gold"
@@ -433,13 +434,13 @@ async def test_export_fresh_database_import_round_trip(
         big_cfg: Config, bulk_pool: asyncpg.Pool, fresh_dsn: str, tmp_path: Path) -> None:
     cfg, pool = big_cfg, bulk_pool
     # A varied source system: every kind of field, queue, role and number.
-    await queues.create_queue(pool, cfg, QueueCreate(name="vip", kind="voice", number=1500,
+    await run(pool, queues.create_queue, cfg, QueueCreate(name="vip", kind="voice", number=1500,
                                                      strategy="rrmemory"), "t")
-    await queues.create_queue(pool, cfg, QueueCreate(name="chat-pl", kind="chat"), "t")
-    await queues.create_queue(pool, cfg, QueueCreate(name="tickets", kind="ticket"), "t")
-    await directory.create_department(pool, cfg, DepartmentCreate(name="Obsługa Klienta"), "t")
-    await directory.create_role(pool, cfg, RoleCreate(name="night-shift", sip_allowed=True), "t")
-    await directory.create_account_type(pool, cfg, AccountTypeCreate(name="premium", max_users=50), "t")
+    await run(pool, queues.create_queue, cfg, QueueCreate(name="chat-pl", kind="chat"), "t")
+    await run(pool, queues.create_queue, cfg, QueueCreate(name="tickets", kind="ticket"), "t")
+    await run(pool, directory.create_department, cfg, DepartmentCreate(name="Obsługa Klienta"), "t")
+    await run(pool, directory.create_role, cfg, RoleCreate(name="night-shift", sip_allowed=True), "t")
+    await run(pool, directory.create_account_type, cfg, AccountTypeCreate(name="premium", max_users=50), "t")
     await bulk.import_file(pool, cfg, write_csv(tmp_path / "seed.csv", make_rows(40)), opts())
     specials = [
         dict(first_name="Łukasz", last_name="Żółć", email="lz@example.com", extension=4321,
@@ -458,11 +459,11 @@ async def test_export_fresh_database_import_round_trip(
              is_agent=False, login="olaf"),
     ]
     for data in specials:
-        await agents.create_agent(pool, cfg, AgentCreate(**data), "t")
+        await run(pool, agents.create_agent, cfg, AgentCreate(**data), "t")
     # Free numbers between the agents: numbers must travel as they are.
     victim = await agents.find_agent(pool, "agent5@example.com")
     assert victim is not None
-    await agents.delete_agent(pool, cfg, victim.id, "t")
+    await run(pool, agents.delete_agent, cfg, victim.id, "t")
 
     export_csv = tmp_path / "export.csv"
     defs = tmp_path / "export.defs.json"

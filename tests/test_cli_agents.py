@@ -23,6 +23,7 @@ from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import QueueCreate
 from sipprov.cli.main import main
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 
 from .cli_helpers import run_db, toml_config
@@ -42,7 +43,7 @@ def setup_queues(conf: Path) -> None:
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
         for name in ("support", "sales"):
-            await queues.create_queue(pool, cfg, QueueCreate(name=name), "test")
+            await run(pool, queues.create_queue, cfg, QueueCreate(name=name), "test")
 
     run_db(conf, go)
 

@@ -12,6 +12,7 @@ from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
 from sipprov.cli.main import main
+from sipprov.db.transaction import run
 
 from .cli_helpers import run_db, toml_config
 
@@ -24,8 +25,8 @@ def conf(db_dsn: str, tmp_path: Path) -> Path:
     async def one_agent(pool: asyncpg.Pool, cfg: config_mod.Config) -> None:
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
-        await agents.create_agent(
-            pool, cfg,
+        await run(
+            pool, agents.create_agent, cfg,
             AgentCreate(first_name="Jan", last_name="Kowalski", email="jan@example.com"),
             "test",
         )

@@ -17,6 +17,7 @@ from sipprov.agents.models import (
     parse,
 )
 from sipprov.config import Config
+from sipprov.db.transaction import run
 from sipprov.directory import lookups as directory
 from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError, ValidationError
 from tests.service_helpers import ACTOR, agent_maker
@@ -43,41 +44,44 @@ async def test_seeded_roles(pool: asyncpg.Pool) -> None:
 
 
 async def test_role_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    role = await directory.create_role(
-        agent_pool, cfg, parse(RoleCreate, {"name": "Team-Lead", "sip_allowed": True}), ACTOR
+    role = await run(
+        agent_pool, directory.create_role,
+        cfg, parse(RoleCreate, {"name": "Team-Lead", "sip_allowed": True}), ACTOR
     )
     assert (role.name, role.label, role.sip_allowed, role.web_login, role.builtin) == (
         "team-lead", "Team Lead", True, True, False,
     )
     with pytest.raises(ConflictError) as exc:
-        await directory.create_role(agent_pool, cfg, parse(RoleCreate, {"name": "team-lead"}), ACTOR)
+        await run(agent_pool, directory.create_role, cfg, parse(RoleCreate, {"name": "team-lead"}), ACTOR)
     assert exc.value.field == "name"
 
     # Users of the new role follow its rules.
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(role="team-lead"), ACTOR)).agent
+    a = (await run(agent_pool, agents.create_agent, cfg, new_agent(role="team-lead"), ACTOR)).agent
     assert a.has_sip and a.role == "team-lead"
 
     # sip_allowed cannot change while the role has users (they would silently gain or
     # lose SIP accounts); other flags can.
     with pytest.raises(ConflictError) as exc:
-        await directory.update_role(agent_pool, cfg, "team-lead", parse(RoleUpdate, {"sip_allowed": False}),
+        await run(agent_pool, directory.update_role,
+                cfg, "team-lead", parse(RoleUpdate, {"sip_allowed": False}),
                                     ACTOR)
     assert (exc.value.field, exc.value.code) == ("sip_allowed", "role_in_use")
-    updated = await directory.update_role(
-        agent_pool, cfg, "team-lead", parse(RoleUpdate, {"label": "Team leader",
+    updated = await run(
+        agent_pool, directory.update_role, cfg, "team-lead", parse(RoleUpdate, {"label": "Team leader",
                                                          "calls_allowed": False}), ACTOR
     )
     assert (updated.label, updated.calls_allowed, updated.user_count) == ("Team leader", False, 1)
     with pytest.raises(ConflictError) as exc:
-        await directory.delete_role(agent_pool, cfg, "team-lead", ACTOR)
+        await run(agent_pool, directory.delete_role, cfg, "team-lead", ACTOR)
     assert exc.value.code == "role_in_use"
 
-    await agents.delete_agent(agent_pool, cfg, a.id, ACTOR)
-    renamed = await directory.update_role(
-        agent_pool, cfg, "team-lead", parse(RoleUpdate, {"name": "lead", "sip_allowed": False}), ACTOR
+    await run(agent_pool, agents.delete_agent, cfg, a.id, ACTOR)
+    renamed = await run(
+        agent_pool, directory.update_role,
+        cfg, "team-lead", parse(RoleUpdate, {"name": "lead", "sip_allowed": False}), ACTOR
     )
     assert (renamed.name, renamed.sip_allowed) == ("lead", False)
-    await directory.delete_role(agent_pool, cfg, "lead", ACTOR)
+    await run(agent_pool, directory.delete_role, cfg, "lead", ACTOR)
     with pytest.raises(NotFoundError):
         await directory.get_role(agent_pool, "lead")
     assert [e.action for e in reversed(await audit.list_entries(agent_pool, entity="role"))] == [
@@ -86,43 +90,48 @@ async def test_role_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 
 
 async def test_builtin_roles_editable_not_deletable(cfg: Config, pool: asyncpg.Pool) -> None:
-    updated = await directory.update_role(pool, cfg, "agent", parse(RoleUpdate, {"label": "Konsultant"}),
+    updated = await run(pool, directory.update_role, cfg, "agent", parse(RoleUpdate, {"label": "Konsultant"}),
                                           ACTOR)
     assert updated.label == "Konsultant" and updated.builtin
     with pytest.raises(ValidationError) as exc:
-        await directory.update_role(pool, cfg, "agent", parse(RoleUpdate, {"name": "consultant"}), ACTOR)
+        await run(pool, directory.update_role, cfg, "agent", parse(RoleUpdate, {"name": "consultant"}), ACTOR)
     assert exc.value.field == "name"
     # No users yet: even a builtin role's flags may change.
-    changed = await directory.update_role(pool, cfg, "qa", parse(RoleUpdate, {"sip_allowed": True}), ACTOR)
+    changed = await run(pool, directory.update_role,
+            cfg, "qa", parse(RoleUpdate, {"sip_allowed": True}), ACTOR)
     assert changed.sip_allowed
     with pytest.raises(ConflictError) as exc:
-        await directory.delete_role(pool, cfg, "admin", ACTOR)
+        await run(pool, directory.delete_role, cfg, "admin", ACTOR)
     assert exc.value.code == "role_builtin"
     with pytest.raises(NotFoundError):
-        await directory.update_role(pool, cfg, "ghost", parse(RoleUpdate, {"label": "x"}), ACTOR)
+        await run(pool, directory.update_role, cfg, "ghost", parse(RoleUpdate, {"label": "x"}), ACTOR)
 
 
 async def test_departments(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    d = await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Obsługa klienta"), ACTOR)
+    d = await run(agent_pool, directory.create_department,
+            cfg, DepartmentCreate(name="Obsługa klienta"), ACTOR)
     assert (d.name, d.user_count) == ("Obsługa klienta", 0)
     with pytest.raises(ConflictError) as exc:
-        await directory.create_department(agent_pool, cfg, DepartmentCreate(name="OBSŁUGA KLIENTA"), ACTOR)
+        await run(agent_pool, directory.create_department,
+                cfg, DepartmentCreate(name="OBSŁUGA KLIENTA"), ACTOR)
     assert exc.value.field == "name"
     with pytest.raises(ValidationError):
         parse(DepartmentCreate, {"name": "Sales\n[general]"})
-    a = (await agents.create_agent(agent_pool, cfg, new_agent(department="obsługa klienta"), ACTOR)).agent
-    renamed = await directory.update_department(agent_pool, cfg, "Obsługa klienta",
+    a = (await run(agent_pool, agents.create_agent,
+            cfg, new_agent(department="obsługa klienta"), ACTOR)).agent
+    renamed = await run(agent_pool, directory.update_department, cfg, "Obsługa klienta",
                                                 DepartmentUpdate(name="Support"), ACTOR)
     assert (renamed.name, renamed.user_count) == ("Support", 1)
     assert (await agents.get_agent(agent_pool, a.id)).department == "Support"
-    await directory.create_department(agent_pool, cfg, DepartmentCreate(name="Sales"), ACTOR)
+    await run(agent_pool, directory.create_department, cfg, DepartmentCreate(name="Sales"), ACTOR)
     with pytest.raises(ConflictError):
-        await directory.update_department(agent_pool, cfg, "Support", DepartmentUpdate(name="sales"), ACTOR)
+        await run(agent_pool, directory.update_department,
+                cfg, "Support", DepartmentUpdate(name="sales"), ACTOR)
     assert [x.name for x in await directory.list_departments(agent_pool)] == ["Sales", "Support"]
     with pytest.raises(ConfirmationRequired) as refused:
-        await directory.delete_department(agent_pool, cfg, "support", ACTOR)
+        await run(agent_pool, directory.delete_department, cfg, "support", ACTOR)
     assert refused.value.lost == {"users": 1, "logins": [a.login]}
-    await directory.delete_department(agent_pool, cfg, "support", ACTOR, force=True)
+    await run(agent_pool, directory.delete_department, cfg, "support", ACTOR, force=True)
     assert (await agents.get_agent(agent_pool, a.id)).department is None  # the user stays
     with pytest.raises(NotFoundError):
         await directory.get_department(agent_pool, "Support")
@@ -134,31 +143,32 @@ async def test_departments(cfg: Config, agent_pool: asyncpg.Pool) -> None:
 async def test_account_types(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     types = {t.name: t for t in await directory.list_account_types(agent_pool)}
     assert types["standard"].max_users is None
-    gold = await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="Gold", max_users=3),
+    gold = await run(agent_pool, directory.create_account_type,
+            cfg, AccountTypeCreate(name="Gold", max_users=3),
                                                ACTOR)
     assert (gold.name, gold.max_users, gold.user_count) == ("Gold", 3, 0)
     with pytest.raises(ConflictError):
-        await directory.create_account_type(agent_pool, cfg, AccountTypeCreate(name="gold"), ACTOR)
+        await run(agent_pool, directory.create_account_type, cfg, AccountTypeCreate(name="gold"), ACTOR)
     for _ in range(2):
-        await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(account_type="gold"), ACTOR)
 
     # Lowering the limit below the count keeps the users and refuses new ones.
-    lowered = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate,
+    lowered = await run(agent_pool, directory.update_account_type, cfg, "gold", parse(AccountTypeUpdate,
                                                                                  {"max_users": 1}), ACTOR)
     assert (lowered.max_users, lowered.user_count) == (1, 2)
     with pytest.raises(ConflictError) as exc:
-        await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
+        await run(agent_pool, agents.create_agent, cfg, new_agent(account_type="gold"), ACTOR)
     assert exc.value.code == "licence_limit"
     # No limit any more.
-    unlimited = await directory.update_account_type(agent_pool, cfg, "gold",
+    unlimited = await run(agent_pool, directory.update_account_type, cfg, "gold",
                                                     parse(AccountTypeUpdate, {"max_users": None}), ACTOR)
     assert unlimited.max_users is None
-    await agents.create_agent(agent_pool, cfg, new_agent(account_type="gold"), ACTOR)
-    renamed = await directory.update_account_type(agent_pool, cfg, "gold", parse(AccountTypeUpdate,
+    await run(agent_pool, agents.create_agent, cfg, new_agent(account_type="gold"), ACTOR)
+    renamed = await run(agent_pool, directory.update_account_type, cfg, "gold", parse(AccountTypeUpdate,
                                                                                  {"name": "Premium"}), ACTOR)
     assert (renamed.name, renamed.user_count) == ("Premium", 3)
     with pytest.raises(ValidationError) as exc:
-        await directory.update_account_type(agent_pool, cfg, "standard", parse(AccountTypeUpdate,
+        await run(agent_pool, directory.update_account_type, cfg, "standard", parse(AccountTypeUpdate,
                                                                                {"name": "basic"}), ACTOR)
     assert exc.value.field == "name"
     with pytest.raises(NotFoundError):

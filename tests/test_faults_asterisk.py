@@ -34,6 +34,7 @@ from sipprov.apply.snapshot import Snapshot
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.sql import config_state
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.pbx import sipp
 from tests.faults.expect import assert_files_mean, read_back
@@ -124,7 +125,7 @@ async def test_asterisk_killed_mid_apply_during_a_burst(
     try:
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
-        await queues.create_queue(pool, cfg, QueueCreate(name="support", number=999), "test")
+        await run(pool, queues.create_queue, cfg, QueueCreate(name="support", number=999), "test")
         await applier.start()
         await wait_all_applied(pool, 30)
 
@@ -133,7 +134,7 @@ async def test_asterisk_killed_mid_apply_during_a_burst(
             data = AgentCreate(first_name="Crash", last_name="Test", login=f"crash{i}",
                                email=f"crash{i}@example.com", role="extension",
                                priority=1 + i % 5, queues=[QueueAssignment(name="support")])
-            return await agents.create_agent(pool, cfg, data, "test")
+            return await run(pool, agents.create_agent, cfg, data, "test")
 
         crash.armed = True
         first = await asyncio.gather(*(create(i) for i in range(BURST // 2)))

@@ -1,8 +1,10 @@
 """The agent service: every rule of the user record, enforced in one place.
 
 The HTTP API and the CLI call only this module; the rules it shares with the bulk
-import (defaults, refusals, lookups, licences) live in agentrules.py. Each mutation
-runs in one transaction, writes one audit row, and - when it changes something
+import (defaults, refusals, lookups, licences) live in rules.py. Each mutation takes a
+connection inside the CALLER's transaction (db/transaction.py: `run(pool, fn, ...)`
+for a single call; the bulk import runs many in one), writes one audit row, and - when
+it changes something
 Asterisk sees (a user with a SIP account: endpoint, extension, caller id, queue
 memberships and their penalties) - bumps the config version as its last statement;
 the version returned is what `?wait=applied` waits for (update_agent and
@@ -10,7 +12,7 @@ rotate_sip_password take bump=False for a caller that bumps once for many).
 
 Secrets: generated web and SIP passwords are returned once (AgentCreated / the rotate
 result) and are never stored, logged or written to the audit log. Slow hashing (argon2)
-runs before the transaction opens, so no lock is held while it runs.
+runs before the first lock is taken, so no row or role stays locked while it runs.
 
 Who gets what:
 - a SIP account (extension, digests, queue memberships, campaign 999999) only when the
@@ -43,6 +45,7 @@ from sipprov.agents.models import (
 )
 from sipprov.agents.rules import MANUAL_DIAL_CAMPAIGN
 from sipprov.config import Config
+from sipprov.db import transaction
 from sipprov.db.sql import agents as sql
 from sipprov.db.sql import config_state
 from sipprov.db.sql import directory as dir_sql
@@ -245,67 +248,66 @@ async def _insert_user(
     raise ConflictError(f"login: no free login found for {base}", "login", "login_taken")
 
 
-async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor: str) -> AgentCreated:
+async def create_agent(conn: asyncpg.Connection, cfg: Config, data: AgentCreate, actor: str) -> AgentCreated:
     """Create a user; generated passwords are in the result, once.
 
     Raises ValidationError (input/rule, field named), ConflictError (login/e-mail/
     extension taken, licence_limit, extension_pool_exhausted).
     """
-    role = await agentrules.role_flags(pool, data.role)
+    transaction.require(conn)
+    role = await agentrules.role_flags(conn, data.role)
     plan = agentrules.plan_create(cfg, data, role)
     password_hash = None
     if plan.web_password is not None:
         password_hash = await passwords.hash_web_password(plan.web_password, cfg.security.web_hash_scheme)
 
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            locked_role = await agentrules.share_role(conn, data.role)
-            flags = ("sip_allowed", "web_login")
-            if [locked_role[f] for f in flags] != [role[f] for f in flags]:
-                raise ConflictError(f"role: role {data.role} changed meanwhile; try again", "role")
-            type_id = await agentrules.account_type_id(conn, data.account_type)
-            department_id = await agentrules.department_id(conn, data.department)
-            ticket_queue = await agentrules.ticket_queue(conn, data.default_ticket_queue)
-            memberships = await agentrules.resolve_queues(conn, data.queues)
-            user_id = await sql.next_id(conn)
+    locked_role = await agentrules.share_role(conn, data.role)
+    flags = ("sip_allowed", "web_login")
+    if [locked_role[f] for f in flags] != [role[f] for f in flags]:
+        raise ConflictError(f"role: role {data.role} changed meanwhile; try again", "role")
+    type_id = await agentrules.account_type_id(conn, data.account_type)
+    department_id = await agentrules.department_id(conn, data.department)
+    ticket_queue = await agentrules.ticket_queue(conn, data.default_ticket_queue)
+    memberships = await agentrules.resolve_queues(conn, data.queues)
+    user_id = await sql.next_id(conn)
 
-            sip = extension = sip_password = None
-            if plan.can_sip:
-                owner = extensions.user_owner(user_id)
-                if data.extension is not None:
-                    extension = await extensions.allocate_exact(conn, cfg.extensions, data.extension, owner)
-                else:
-                    extension = await extensions.allocate(conn, cfg.extensions, owner)
-                # Checked against the login base: the login is chosen by the insert below
-                # (bulk import, which chooses logins first, passes the final one).
-                sip_password = plan.sip_password(cfg, extension, plan.base_login)
-                sip = agentrules.sip_credentials(cfg, extension, sip_password)
-            values = plan.user_values(
-                cfg,
-                user_id=user_id,
-                login=None,  # _insert_user chooses it
-                department_id=department_id,
-                account_type_id=type_id,
-                ticket_queue=ticket_queue,
-                web_password_hash=password_hash,
-                actor=actor,
-                extension=extension,
-                sip_password=sip_password,
-            )
+    sip = extension = sip_password = None
+    if plan.can_sip:
+        owner = extensions.user_owner(user_id)
+        if data.extension is not None:
+            extension = await extensions.allocate_exact(conn, cfg.extensions, data.extension, owner)
+        else:
+            extension = await extensions.allocate(conn, cfg.extensions, owner)
+        # Checked against the login base: the login is chosen by the insert below
+        # (bulk import, which chooses logins first, passes the final one).
+        sip_password = plan.sip_password(cfg, extension, plan.base_login)
+        sip = agentrules.sip_credentials(cfg, extension, sip_password)
+    values = plan.user_values(
+        cfg,
+        user_id=user_id,
+        login=None,  # _insert_user chooses it
+        department_id=department_id,
+        account_type_id=type_id,
+        ticket_queue=ticket_queue,
+        web_password_hash=password_hash,
+        actor=actor,
+        extension=extension,
+        sip_password=sip_password,
+    )
 
-            login = await _insert_user(conn, values, data.login, plan.base_login)
-            plan.check_login(login)
+    login = await _insert_user(conn, values, data.login, plan.base_login)
+    plan.check_login(login)
 
-            if memberships:
-                await queue_sql.replace_user_memberships(
-                    conn, user_id, [m[0] for m in memberships], [m[2] for m in memberships]
-                )
-            if plan.manual_dial:
-                await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, user_id)
+    if memberships:
+        await queue_sql.replace_user_memberships(
+            conn, user_id, [m[0] for m in memberships], [m[2] for m in memberships]
+        )
+    if plan.manual_dial:
+        await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, user_id)
 
-            await audit.record(conn, actor, "create", "agent", user_id, plan.audit_details(login, extension))
-            agent = agent_from_row(await sql.get(conn, user_id))
-            version = await config_state.bump(conn) if plan.can_sip else None
+    await audit.record(conn, actor, "create", "agent", user_id, plan.audit_details(login, extension))
+    agent = agent_from_row(await sql.get(conn, user_id))
+    version = await config_state.bump(conn) if plan.can_sip else None
 
     log.info("agent %s created (id %d, extension %s) by %s", login, user_id, agent.extension, actor)
     generated_web = plan.web_password if plan.web_generated else None
@@ -316,7 +318,7 @@ async def create_agent(pool: asyncpg.Pool, cfg: Config, data: AgentCreate, actor
 
 
 async def update_agent(
-    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
     cfg: Config,
     agent_id: int,
     data: AgentUpdate,
@@ -347,167 +349,166 @@ async def update_agent(
     campaign 999999 or the web password is refused (ConfirmationRequired, 409, saying
     what would be lost) unless force is true.
     """
+    transaction.require(conn)
     changes = data.changes()
     if not changes:
-        return AgentCreated(agent=await get_agent(pool, agent_id))
+        return AgentCreated(agent=await get_agent(conn, agent_id))
     sec = cfg.security
 
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await sql.lock(conn, agent_id)
-            if row is None:
-                raise NotFoundError(f"agent {agent_id} not found", "id")
-            role = await agentrules.share_role(conn, changes.get("role", row["role_name"]))
-            had_sip = row["extension"] is not None
-            can_sip = agentrules.sip_applies(role, changes.get("is_agent", row["is_agent"]))
+    row = await sql.lock(conn, agent_id)
+    if row is None:
+        raise NotFoundError(f"agent {agent_id} not found", "id")
+    role = await agentrules.share_role(conn, changes.get("role", row["role_name"]))
+    had_sip = row["extension"] is not None
+    can_sip = agentrules.sip_applies(role, changes.get("is_agent", row["is_agent"]))
 
-            if not can_sip:
-                agentrules.refuse_sip_fields(
-                    role,
-                    extension="extension" in changes,
-                    queues=bool(changes.get("queues")),
-                    manual_dial_any=bool(changes.get("manual_dial_any")),
-                )
-            if not role["web_login"] and changes.get("force_password_change"):
-                raise validation.Refused("force_password_change", agentrules.no_web_login_reason(role))
-            if not force:
-                await _refuse_silent_loss(conn, row, role, changes, had_sip=had_sip, can_sip=can_sip)
+    if not can_sip:
+        agentrules.refuse_sip_fields(
+            role,
+            extension="extension" in changes,
+            queues=bool(changes.get("queues")),
+            manual_dial_any=bool(changes.get("manual_dial_any")),
+        )
+    if not role["web_login"] and changes.get("force_password_change"):
+        raise validation.Refused("force_password_change", agentrules.no_web_login_reason(role))
+    if not force:
+        await _refuse_silent_loss(conn, row, role, changes, had_sip=had_sip, can_sip=can_sip)
 
-            new: dict[str, Any] = {
-                name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
-            }
-            if "login" in changes:
-                new["login"] = changes["login"]
-            if "role" in changes:
-                new["role_id"] = role["id"]
-            if "department" in changes:
-                new["department_id"] = await agentrules.department_id(conn, changes["department"])
-            if "account_type" in changes:
-                current = await dir_sql.account_type_id(conn, changes["account_type"])
-                if current != row["account_type_id"]:
-                    new["account_type_id"] = await agentrules.account_type_id(conn, changes["account_type"])
-            if "default_ticket_queue" in changes:
-                new["default_ticket_queue"] = await agentrules.ticket_queue(
-                    conn, changes["default_ticket_queue"]
-                )
+    new: dict[str, Any] = {
+        name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
+    }
+    if "login" in changes:
+        new["login"] = changes["login"]
+    if "role" in changes:
+        new["role_id"] = role["id"]
+    if "department" in changes:
+        new["department_id"] = await agentrules.department_id(conn, changes["department"])
+    if "account_type" in changes:
+        current = await dir_sql.account_type_id(conn, changes["account_type"])
+        if current != row["account_type_id"]:
+            new["account_type_id"] = await agentrules.account_type_id(conn, changes["account_type"])
+    if "default_ticket_queue" in changes:
+        new["default_ticket_queue"] = await agentrules.ticket_queue(
+            conn, changes["default_ticket_queue"]
+        )
 
-            # Caller id and chat name: explicit, reset to default, or following the name.
-            first = new.get("first_name", row["first_name"])
-            last = new.get("last_name", row["last_name"])
-            login_now = new.get("login", row["login"])
-            old_caller_default = agentrules.default_caller_id(
-                row["first_name"], row["last_name"], row["login"]
+    # Caller id and chat name: explicit, reset to default, or following the name.
+    first = new.get("first_name", row["first_name"])
+    last = new.get("last_name", row["last_name"])
+    login_now = new.get("login", row["login"])
+    old_caller_default = agentrules.default_caller_id(
+        row["first_name"], row["last_name"], row["login"]
+    )
+    new_caller_default = agentrules.default_caller_id(first, last, login_now)
+    if "caller_id" in changes:
+        new["caller_id_name"] = changes["caller_id"] or new_caller_default
+    elif row["caller_id_name"] == old_caller_default:
+        new["caller_id_name"] = new_caller_default
+    # The old default as composed, not validated: a stored explicit chat name may
+    # sit beside names whose default would not be a valid chat name.
+    old_chat_default = naming.default_chat_name(row["first_name"], row["last_name"])
+    new_chat_default = agentrules.default_chat_name(first, last)
+    if "chat_name" in changes:
+        new["chat_name"] = changes["chat_name"] or new_chat_default
+    elif row["chat_name"] == old_chat_default:
+        new["chat_name"] = new_chat_default
+
+    # SIP account.
+    sip = None
+    sip_password = None
+    extension = row["extension"]
+    owner = extensions.user_owner(agent_id)
+    if can_sip and not had_sip:
+        if "extension" in changes:
+            extension = await extensions.allocate_exact(
+                conn, cfg.extensions, changes["extension"], owner
             )
-            new_caller_default = agentrules.default_caller_id(first, last, login_now)
-            if "caller_id" in changes:
-                new["caller_id_name"] = changes["caller_id"] or new_caller_default
-            elif row["caller_id_name"] == old_caller_default:
-                new["caller_id_name"] = new_caller_default
-            # The old default as composed, not validated: a stored explicit chat name may
-            # sit beside names whose default would not be a valid chat name.
-            old_chat_default = naming.default_chat_name(row["first_name"], row["last_name"])
-            new_chat_default = agentrules.default_chat_name(first, last)
-            if "chat_name" in changes:
-                new["chat_name"] = changes["chat_name"] or new_chat_default
-            elif row["chat_name"] == old_chat_default:
-                new["chat_name"] = new_chat_default
+        else:
+            extension = await extensions.allocate(conn, cfg.extensions, owner)
+        sip_password = passwords.generate_sip_password()
+    elif can_sip and "extension" in changes and changes["extension"] != row["extension"]:
+        # Release first: an owner holds one number at a time. Our row lock keeps
+        # the old number from being taken before we commit.
+        await extensions.release(conn, row["extension"], owner)
+        extension = await extensions.allocate_exact(conn, cfg.extensions, changes["extension"], owner)
+        sip_password = passwords.generate_sip_password()
+    elif had_sip and not can_sip:
+        await extensions.release(conn, row["extension"], owner)
+        new.update(agentrules.NO_SIP_COLUMNS)
+        new["manual_dial_any"] = False
+        extension = None
+    if sip_password is not None:
+        new["extension"] = extension
+        new.update(agentrules.sip_columns(cfg, extension, sip_password))
+        sip = agentrules.sip_credentials(cfg, extension, sip_password)
 
-            # SIP account.
-            sip = None
-            sip_password = None
-            extension = row["extension"]
-            owner = extensions.user_owner(agent_id)
-            if can_sip and not had_sip:
-                if "extension" in changes:
-                    extension = await extensions.allocate_exact(
-                        conn, cfg.extensions, changes["extension"], owner
-                    )
-                else:
-                    extension = await extensions.allocate(conn, cfg.extensions, owner)
-                sip_password = passwords.generate_sip_password()
-            elif can_sip and "extension" in changes and changes["extension"] != row["extension"]:
-                # Release first: an owner holds one number at a time. Our row lock keeps
-                # the old number from being taken before we commit.
-                await extensions.release(conn, row["extension"], owner)
-                extension = await extensions.allocate_exact(conn, cfg.extensions, changes["extension"], owner)
-                sip_password = passwords.generate_sip_password()
-            elif had_sip and not can_sip:
-                await extensions.release(conn, row["extension"], owner)
-                new.update(agentrules.NO_SIP_COLUMNS)
-                new["manual_dial_any"] = False
-                extension = None
-            if sip_password is not None:
-                new["extension"] = extension
-                new.update(agentrules.sip_columns(cfg, extension, sip_password))
-                sip = agentrules.sip_credentials(cfg, extension, sip_password)
+    # Web login.
+    generated_web = None
+    if not role["web_login"]:
+        if row["web_password_hash"] is not None:
+            new["web_password_hash"] = None
+        new["force_password_change"] = False
+    elif not row["web_login"] and row["web_password_hash"] is None:
+        # Moving from a role without web login: the user needs a first password.
+        generated_web = passwords.generate_web_password()
+        new["web_password_hash"] = await passwords.hash_web_password(
+            generated_web, sec.web_hash_scheme
+        )
 
-            # Web login.
-            generated_web = None
-            if not role["web_login"]:
-                if row["web_password_hash"] is not None:
-                    new["web_password_hash"] = None
-                new["force_password_change"] = False
-            elif not row["web_login"] and row["web_password_hash"] is None:
-                # Moving from a role without web login: the user needs a first password.
-                generated_web = passwords.generate_web_password()
-                new["web_password_hash"] = await passwords.hash_web_password(
-                    generated_web, sec.web_hash_scheme
-                )
+    # Only what really changes.
+    new = {col: value for col, value in new.items() if row[col] != value}
 
-            # Only what really changes.
-            new = {col: value for col, value in new.items() if row[col] != value}
+    # Queue memberships and campaign 999999.
+    old_members = {
+        (m["queue_id"], m["penalty"], m["kind"])
+        for m in await queue_sql.user_memberships(conn, agent_id)
+    }
+    new_members = old_members
+    if had_sip and not can_sip:
+        new_members = set()
+    elif "queues" in changes:
+        resolved = await agentrules.resolve_queues(conn, changes["queues"])
+        new_members = {(qid, penalty, kind) for qid, kind, penalty in resolved}
+    members_changed = new_members != old_members
+    if members_changed:
+        ordered = sorted(new_members)
+        await queue_sql.replace_user_memberships(
+            conn, agent_id, [m[0] for m in ordered], [m[1] for m in ordered]
+        )
+    voice_members_changed = any(m[2] == "voice" for m in new_members ^ old_members)
 
-            # Queue memberships and campaign 999999.
-            old_members = {
-                (m["queue_id"], m["penalty"], m["kind"])
-                for m in await queue_sql.user_memberships(conn, agent_id)
-            }
-            new_members = old_members
-            if had_sip and not can_sip:
-                new_members = set()
-            elif "queues" in changes:
-                resolved = await agentrules.resolve_queues(conn, changes["queues"])
-                new_members = {(qid, penalty, kind) for qid, kind, penalty in resolved}
-            members_changed = new_members != old_members
-            if members_changed:
-                ordered = sorted(new_members)
-                await queue_sql.replace_user_memberships(
-                    conn, agent_id, [m[0] for m in ordered], [m[1] for m in ordered]
-                )
-            voice_members_changed = any(m[2] == "voice" for m in new_members ^ old_members)
+    if not new and not members_changed:
+        return AgentCreated(agent=agent_from_row(await sql.get(conn, agent_id)))
 
-            if not new and not members_changed:
-                return AgentCreated(agent=agent_from_row(await sql.get(conn, agent_id)))
+    if new:
+        try:
+            await sql.update(conn, agent_id, new, actor)
+        except asyncpg.UniqueViolationError as exc:
+            raise conflict_from(exc) from None
+    manual = new.get("manual_dial_any", row["manual_dial_any"])
+    if can_sip and manual:
+        await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
+    else:
+        await sql.remove_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
 
-            if new:
-                try:
-                    await sql.update(conn, agent_id, new, actor)
-                except asyncpg.UniqueViolationError as exc:
-                    raise conflict_from(exc) from None
-            manual = new.get("manual_dial_any", row["manual_dial_any"])
-            if can_sip and manual:
-                await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
-            else:
-                await sql.remove_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
-
-            await audit.record(
-                conn,
-                actor,
-                "update",
-                "agent",
-                agent_id,
-                {
-                    "changed": {k: v for k, v in changes.items() if k != "queues"},
-                    "queues": [q.name for q in changes["queues"]] if "queues" in changes else None,
-                    "columns": sorted(new),
-                    "extension": {"old": row["extension"], "new": extension},
-                    "sip_rotated": sip is not None,
-                    "web_generated": generated_web is not None,
-                },
-            )
-            agent = agent_from_row(await sql.get(conn, agent_id))
-            visible = (had_sip or can_sip) and (bool(set(new) & ASTERISK_COLUMNS) or voice_members_changed)
-            version = await config_state.bump(conn) if visible and bump else None
+    await audit.record(
+        conn,
+        actor,
+        "update",
+        "agent",
+        agent_id,
+        {
+            "changed": {k: v for k, v in changes.items() if k != "queues"},
+            "queues": [q.name for q in changes["queues"]] if "queues" in changes else None,
+            "columns": sorted(new),
+            "extension": {"old": row["extension"], "new": extension},
+            "sip_rotated": sip is not None,
+            "web_generated": generated_web is not None,
+        },
+    )
+    agent = agent_from_row(await sql.get(conn, agent_id))
+    visible = (had_sip or can_sip) and (bool(set(new) & ASTERISK_COLUMNS) or voice_members_changed)
+    version = await config_state.bump(conn) if visible and bump else None
 
     return AgentCreated(
         agent=agent,
@@ -558,35 +559,34 @@ async def _refuse_silent_loss(
 # --- delete --------------------------------------------------------------------------
 
 
-async def delete_agent(pool: asyncpg.Pool, cfg: Config, agent_id: int, actor: str) -> int | None:
+async def delete_agent(conn: asyncpg.Connection, cfg: Config, agent_id: int, actor: str) -> int | None:
     """Delete a user (memberships, campaigns and avatar go with it) and free its extension.
 
     Returns the config version when Asterisk had the user (a SIP account), else None.
     """
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await sql.lock(conn, agent_id)
-            if row is None:
-                raise NotFoundError(f"agent {agent_id} not found", "id")
-            await sql.delete(conn, agent_id)
-            if row["extension"] is not None:
-                await extensions.release(conn, row["extension"], extensions.user_owner(agent_id))
-            await audit.record(
-                conn,
-                actor,
-                "delete",
-                "agent",
-                agent_id,
-                {"login": row["login"], "email": row["email"], "extension": row["extension"]},
-            )
-            return await config_state.bump(conn) if row["extension"] is not None else None
+    transaction.require(conn)
+    row = await sql.lock(conn, agent_id)
+    if row is None:
+        raise NotFoundError(f"agent {agent_id} not found", "id")
+    await sql.delete(conn, agent_id)
+    if row["extension"] is not None:
+        await extensions.release(conn, row["extension"], extensions.user_owner(agent_id))
+    await audit.record(
+        conn,
+        actor,
+        "delete",
+        "agent",
+        agent_id,
+        {"login": row["login"], "email": row["email"], "extension": row["extension"]},
+    )
+    return await config_state.bump(conn) if row["extension"] is not None else None
 
 
 # --- web passwords -------------------------------------------------------------------
 
 
 async def set_web_password(
-    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
     cfg: Config,
     agent_id: int,
     password: str | None,
@@ -597,8 +597,9 @@ async def set_web_password(
 
     Returns the generated password, else None. force_change None leaves the flag as is.
     """
+    transaction.require(conn)
     sec = cfg.security
-    row = await sql.get(pool, agent_id)
+    row = await sql.get(conn, agent_id)
     if row is None:
         raise NotFoundError(f"agent {agent_id} not found", "id")
     given = password
@@ -606,24 +607,22 @@ async def set_web_password(
     generated = password if given is None else None
     password_hash = await passwords.hash_web_password(password, sec.web_hash_scheme)
 
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            locked = await sql.lock(conn, agent_id)
-            if locked is None:
-                raise NotFoundError(f"agent {agent_id} not found", "id")
-            if not locked["web_login"]:
-                raise validation.Refused("password", f"role {locked['role_name']} has no web login")
-            if given is not None:  # against the login and e-mail as they are now
-                agentrules.new_web_password(cfg, given, login=locked["login"], email=locked["email"])
-            await sql.set_web_password(conn, agent_id, password_hash, force_change, actor)
-            await audit.record(
-                conn,
-                actor,
-                "set_web_password",
-                "agent",
-                agent_id,
-                {"generated": generated is not None, "force_change": force_change},
-            )
+    locked = await sql.lock(conn, agent_id)
+    if locked is None:
+        raise NotFoundError(f"agent {agent_id} not found", "id")
+    if not locked["web_login"]:
+        raise validation.Refused("password", f"role {locked['role_name']} has no web login")
+    if given is not None:  # against the login and e-mail as they are now
+        agentrules.new_web_password(cfg, given, login=locked["login"], email=locked["email"])
+    await sql.set_web_password(conn, agent_id, password_hash, force_change, actor)
+    await audit.record(
+        conn,
+        actor,
+        "set_web_password",
+        "agent",
+        agent_id,
+        {"generated": generated is not None, "force_change": force_change},
+    )
     return generated
 
 
@@ -655,11 +654,12 @@ async def verify_login(conn: Conn, login: str, password: str) -> LoginResult:
 
 
 async def change_own_password(
-    pool: asyncpg.Pool, cfg: Config, login: str, old_password: str, new_password: str
+    conn: asyncpg.Connection, cfg: Config, login: str, old_password: str, new_password: str
 ) -> None:
     """A user changes their own password (AuthError if the old one is wrong); clears the
     force-change flag. The actor in the audit log is the user's login."""
-    result, row = await _authenticate(pool, login, old_password)
+    transaction.require(conn)
+    result, row = await _authenticate(conn, login, old_password)
     if not result.ok or row is None:
         raise AuthError("login or password is wrong")
     passwords.check_web_password(
@@ -672,21 +672,19 @@ async def change_own_password(
     if new_password == old_password:
         raise validation.Refused("new_password", "must differ from the old password")
     password_hash = await passwords.hash_web_password(new_password, cfg.security.web_hash_scheme)
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            locked = await sql.lock(conn, row["id"])
-            # Someone (an admin) changed the password meanwhile: the old one is no longer it.
-            if locked is None or locked["web_password_hash"] != row["web_password_hash"]:
-                raise AuthError("login or password is wrong")
-            await sql.set_web_password(conn, row["id"], password_hash, False, row["login"])
-            await audit.record(conn, row["login"], "change_own_password", "agent", row["id"], {})
+    locked = await sql.lock(conn, row["id"])
+    # Someone (an admin) changed the password meanwhile: the old one is no longer it.
+    if locked is None or locked["web_password_hash"] != row["web_password_hash"]:
+        raise AuthError("login or password is wrong")
+    await sql.set_web_password(conn, row["id"], password_hash, False, row["login"])
+    await audit.record(conn, row["login"], "change_own_password", "agent", row["id"], {})
 
 
 # --- SIP passwords -------------------------------------------------------------------
 
 
 async def rotate_sip_password(
-    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
     cfg: Config,
     agent_id: int,
     password: str | None,
@@ -700,37 +698,36 @@ async def rotate_sip_password(
     bump=False (bulk import): no version is bumped (None is returned) and the caller
     must bump once in the same transaction.
     """
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await sql.lock(conn, agent_id)
-            if row is None:
-                raise NotFoundError(f"agent {agent_id} not found", "id")
-            if row["extension"] is None:
-                raise ValidationError(f"agent {agent_id} has no SIP account", None)
-            username = str(row["extension"])
-            if password is None:
-                password = passwords.generate_sip_password()
-                generated = True
-            else:
-                passwords.check_sip_password(
-                    password,
-                    min_length=cfg.security.sip_password_min_length,
-                    username=username,
-                    login=row["login"],
-                    field="password",
-                )
-                generated = False
-            cols = agentrules.sip_columns(cfg, row["extension"], password)
-            await sql.set_sip(
-                conn, agent_id, cols["sip_ha1_md5"], cols["sip_ha1_sha256"], cols["sip_realm"], actor
-            )
-            await audit.record(
-                conn,
-                actor,
-                "rotate_sip_password",
-                "agent",
-                agent_id,
-                {"generated": generated, "username": username},
-            )
-            version = await config_state.bump(conn) if bump else None
+    transaction.require(conn)
+    row = await sql.lock(conn, agent_id)
+    if row is None:
+        raise NotFoundError(f"agent {agent_id} not found", "id")
+    if row["extension"] is None:
+        raise ValidationError(f"agent {agent_id} has no SIP account", None)
+    username = str(row["extension"])
+    if password is None:
+        password = passwords.generate_sip_password()
+        generated = True
+    else:
+        passwords.check_sip_password(
+            password,
+            min_length=cfg.security.sip_password_min_length,
+            username=username,
+            login=row["login"],
+            field="password",
+        )
+        generated = False
+    cols = agentrules.sip_columns(cfg, row["extension"], password)
+    await sql.set_sip(
+        conn, agent_id, cols["sip_ha1_md5"], cols["sip_ha1_sha256"], cols["sip_realm"], actor
+    )
+    await audit.record(
+        conn,
+        actor,
+        "rotate_sip_password",
+        "agent",
+        agent_id,
+        {"generated": generated, "username": username},
+    )
+    version = await config_state.bump(conn) if bump else None
     return agentrules.sip_credentials(cfg, row["extension"], password), version

@@ -16,7 +16,8 @@ Import, in order:
    same agent twice) name both lines.
 4. Updates go through `agents.update_agent` (and `set_web_password`,
    `rotate_sip_password` for password cells), each in a SAVEPOINT of the file's
-   transaction (txpool.py): the exact rules of a single PATCH, and a bad row undoes
+   transaction (the services take the caller's connection): the exact rules of a
+   single PATCH, and a bad row undoes
    only itself; they leave the config version to the file (`bump=False`). Rows whose
    cells equal the stored agent are "unchanged" and skipped. They run before the
    creates, so a number or login an update gives up is free for a create of the same
@@ -90,7 +91,6 @@ from sipprov.db.sql import bulk as sql
 from sipprov.db.sql import config_state
 from sipprov.db.sql import extensions as ext_sql
 from sipprov.db.sql.constraints import taken as constraint_taken
-from sipprov.db.txpool import TxPool
 from sipprov.directory import definitions
 from sipprov.errors import ConfirmationRequired, SipprovError, ValidationError
 from sipprov.progress import Progress
@@ -420,11 +420,10 @@ class _Importer:
         updates = [r for r in self.rows if r.ok and r.agent is not None]
         if not updates:
             return
-        tx = TxPool(self.conn)
         with self.progress.step("update", len(updates)) as bar:
             for row in updates:
                 try:
-                    await self._update_one(tx, row)
+                    await self._update_one(row)
                 except SipprovError as exc:
                     row.fail(exc)
                 bar.update()
@@ -448,7 +447,7 @@ class _Importer:
                 changed[name] = row.update[name]
         return changed
 
-    async def _update_one(self, tx: TxPool, row: _Row) -> None:
+    async def _update_one(self, row: _Row) -> None:
         assert row.agent is not None
         changed = self._changed_fields(row)
         if not changed and row.new_password is None and row.new_sip_password is None:
@@ -463,17 +462,17 @@ class _Importer:
             visible = False
             if changed:
                 result = await agents.update_agent(
-                    tx, self.cfg, before.id, parse(AgentUpdate, changed), actor,  # type: ignore[arg-type]
+                    self.conn, self.cfg, before.id, parse(AgentUpdate, changed), actor,
                     bump=False, force=row.force)
                 after = result.agent
                 web_generated = result.web_password
                 sip_generated = result.sip.password if result.sip else None
                 visible = result.bump_needed
             if row.new_password is not None:
-                await agents.set_web_password(tx, self.cfg, before.id, row.new_password, None, actor)  # type: ignore[arg-type]
+                await agents.set_web_password(self.conn, self.cfg, before.id, row.new_password, None, actor)
             if row.new_sip_password is not None:
                 await agents.rotate_sip_password(
-                    tx, self.cfg, before.id, row.new_sip_password, actor, bump=False)  # type: ignore[arg-type]
+                    self.conn, self.cfg, before.id, row.new_sip_password, actor, bump=False)
                 visible = True
                 sip_generated = None  # the file's own password: the operator knows it
         # Only a row that was kept counts (a failing one undid its changes).
@@ -843,7 +842,7 @@ async def export_file(pool: asyncpg.Pool, path: Path | str, *,
     count = 0
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            total = await conn.fetchval("SELECT count(*) FROM users")
+            total = await sql.count_users(conn)
             defs = await definitions.export_definitions(conn) if definitions_path else None
             fh: TextIO = sys.stdout if to_stdout else open(tmp, "w", encoding="utf-8", newline="")
             try:

@@ -28,7 +28,6 @@ from sipprov.agents.models import (
     parse,
 )
 from sipprov.config import Config
-from sipprov.db.txpool import TxPool
 from sipprov.directory import lookups as directory
 from sipprov.directory import queues
 from sipprov.errors import ValidationError
@@ -101,7 +100,6 @@ async def import_definitions(
     conn: asyncpg.Connection, cfg: Config, data: dict[str, Any], actor: str
 ) -> DefinitionsResult:
     """Create what is missing, inside the caller's transaction (through the services)."""
-    tx = TxPool(conn)
     result = DefinitionsResult()
 
     roles = {r.name.lower(): r for r in await directory.list_roles(conn)}
@@ -109,7 +107,7 @@ async def import_definitions(
         want = _parse(RoleCreate, item, f"roles.{i}")
         have = roles.get(want.name.lower())
         if have is None:
-            await directory.create_role(tx, cfg, want, actor)  # type: ignore[arg-type]
+            await directory.create_role(conn, cfg, want, actor)
             result.created.append(f"role {want.name}")
         elif (have.sip_allowed, have.web_login) != (want.sip_allowed, want.web_login):
             raise ValidationError(
@@ -129,7 +127,7 @@ async def import_definitions(
         for i, item in enumerate(_items(data, key)):
             want = _parse(model, item, f"{key}.{i}")
             if want.name.lower() not in names:
-                await create(tx, cfg, want, actor)
+                await create(conn, cfg, want, actor)
                 names.add(want.name.lower())
                 result.created.append(f"{what} {want.name}")
 
@@ -138,7 +136,7 @@ async def import_definitions(
         want = _parse(QueueCreate, item, f"queues.{i}")
         have = existing.get(want.name.lower())
         if have is None:
-            await queues.create_queue(tx, cfg, want, actor)  # type: ignore[arg-type]
+            await queues.create_queue(conn, cfg, want, actor)
             result.created.append(f"queue {want.name}")
         elif have.kind != want.kind:
             raise ValidationError(

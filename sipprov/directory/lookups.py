@@ -28,6 +28,7 @@ from sipprov.agents.models import (
     RoleUpdate,
 )
 from sipprov.config import Config
+from sipprov.db import transaction
 from sipprov.db.sql import directory as sql
 from sipprov.db.sql.constraints import conflict_from
 from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError
@@ -83,60 +84,57 @@ async def get_role(conn: Conn, name: str) -> Role:
     return _role(await _found(sql.get_role, conn, name, "role"))
 
 
-async def create_role(pool: asyncpg.Pool, cfg: Config, data: RoleCreate, actor: str) -> Role:
+async def create_role(conn: asyncpg.Connection, cfg: Config, data: RoleCreate, actor: str) -> Role:
+    transaction.require(conn)
     label = data.label or data.name.replace("-", " ").title()
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            role_id = await _unique(data.name, sql.insert_role(
-                conn, data.name, label, data.sip_allowed, data.web_login, data.calls_allowed
-            ))
-            await audit.record(conn, actor, "create", "role", role_id, data.model_dump())
-            return _role(await sql.get_role_by_id(conn, role_id))
+    role_id = await _unique(data.name, sql.insert_role(
+        conn, data.name, label, data.sip_allowed, data.web_login, data.calls_allowed
+    ))
+    await audit.record(conn, actor, "create", "role", role_id, data.model_dump())
+    return _role(await sql.get_role_by_id(conn, role_id))
 
 
-async def update_role(pool: asyncpg.Pool, cfg: Config, name: str, data: RoleUpdate, actor: str) -> Role:
+async def update_role(conn: asyncpg.Connection, cfg: Config, name: str, data: RoleUpdate, actor: str) -> Role:
+    transaction.require(conn)
     fields = data.model_fields_set
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            # FOR UPDATE waits for creates/updates of users that share-lock this role.
-            row = await _found(sql.lock_role, conn, name, "role")
-            new = {
-                key: getattr(data, key) if key in fields else row[key]
-                for key in ("name", "label", "sip_allowed", "web_login", "calls_allowed")
-            }
-            if new["name"] != row["name"] and row["builtin"]:
-                raise validation.Refused("name", f"builtin role {row['name']} cannot be renamed")
-            if new["sip_allowed"] != row["sip_allowed"] and row["user_count"]:
-                raise ConflictError(
-                    f"sip_allowed: role {row['name']} has {row['user_count']} users; move them to"
-                    " another role before changing whether it gets SIP accounts",
-                    "sip_allowed",
-                    "role_in_use",
-                )
-            changed = {k: v for k, v in new.items() if v != row[k]}
-            if changed:
-                await _unique(new["name"], sql.update_role(conn, row["id"], **new))
-                await audit.record(
-                    conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed}
-                )
-            return _role(await sql.get_role_by_id(conn, row["id"]))
+    # FOR UPDATE waits for creates/updates of users that share-lock this role.
+    row = await _found(sql.lock_role, conn, name, "role")
+    new = {
+        key: getattr(data, key) if key in fields else row[key]
+        for key in ("name", "label", "sip_allowed", "web_login", "calls_allowed")
+    }
+    if new["name"] != row["name"] and row["builtin"]:
+        raise validation.Refused("name", f"builtin role {row['name']} cannot be renamed")
+    if new["sip_allowed"] != row["sip_allowed"] and row["user_count"]:
+        raise ConflictError(
+            f"sip_allowed: role {row['name']} has {row['user_count']} users; move them to"
+            " another role before changing whether it gets SIP accounts",
+            "sip_allowed",
+            "role_in_use",
+        )
+    changed = {k: v for k, v in new.items() if v != row[k]}
+    if changed:
+        await _unique(new["name"], sql.update_role(conn, row["id"], **new))
+        await audit.record(
+            conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed}
+        )
+    return _role(await sql.get_role_by_id(conn, row["id"]))
 
 
-async def delete_role(pool: asyncpg.Pool, cfg: Config, name: str, actor: str) -> None:
+async def delete_role(conn: asyncpg.Connection, cfg: Config, name: str, actor: str) -> None:
     """Custom roles without users only."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await _found(sql.lock_role, conn, name, "role")
-            if row["builtin"]:
-                raise ConflictError(
-                    f"name: builtin role {row['name']} cannot be deleted", "name", "role_builtin"
-                )
-            if row["user_count"]:
-                raise ConflictError(
-                    f"name: role {row['name']} has {row['user_count']} users", "name", "role_in_use"
-                )
-            await sql.delete_role(conn, row["id"])
-            await audit.record(conn, actor, "delete", "role", row["id"], {"role": row["name"]})
+    transaction.require(conn)
+    row = await _found(sql.lock_role, conn, name, "role")
+    if row["builtin"]:
+        raise ConflictError(
+            f"name: builtin role {row['name']} cannot be deleted", "name", "role_builtin"
+        )
+    if row["user_count"]:
+        raise ConflictError(
+            f"name: role {row['name']} has {row['user_count']} users", "name", "role_in_use"
+        )
+    await sql.delete_role(conn, row["id"])
+    await audit.record(conn, actor, "delete", "role", row["id"], {"role": row["name"]})
 
 
 # --- departments ---------------------------------------------------------------------
@@ -155,27 +153,25 @@ async def get_department(conn: Conn, name: str) -> Department:
 
 
 async def create_department(
-    pool: asyncpg.Pool, cfg: Config, data: DepartmentCreate, actor: str
+    conn: asyncpg.Connection, cfg: Config, data: DepartmentCreate, actor: str
 ) -> Department:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            dept_id = await _unique(data.name, sql.insert_department(conn, data.name))
-            await audit.record(conn, actor, "create", "department", dept_id, {"name": data.name})
-            return _department(await sql.get_department(conn, data.name))
+    transaction.require(conn)
+    dept_id = await _unique(data.name, sql.insert_department(conn, data.name))
+    await audit.record(conn, actor, "create", "department", dept_id, {"name": data.name})
+    return _department(await sql.get_department(conn, data.name))
 
 
 async def update_department(
-    pool: asyncpg.Pool, cfg: Config, name: str, data: DepartmentUpdate, actor: str
+    conn: asyncpg.Connection, cfg: Config, name: str, data: DepartmentUpdate, actor: str
 ) -> Department:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await _found(sql.lock_department, conn, name, "department")
-            if data.name != row["name"]:
-                await _unique(data.name, sql.rename_department(conn, row["id"], data.name))
-                await audit.record(
-                    conn, actor, "update", "department", row["id"], {"old": row["name"], "new": data.name}
-                )
-            return _department(await sql.get_department(conn, data.name))
+    transaction.require(conn)
+    row = await _found(sql.lock_department, conn, name, "department")
+    if data.name != row["name"]:
+        await _unique(data.name, sql.rename_department(conn, row["id"], data.name))
+        await audit.record(
+            conn, actor, "update", "department", row["id"], {"old": row["name"], "new": data.name}
+        )
+    return _department(await sql.get_department(conn, data.name))
 
 
 # How many logins a confirmation names (the count is always complete).
@@ -183,31 +179,30 @@ NAMES_SHOWN = 20
 
 
 async def delete_department(
-    pool: asyncpg.Pool, cfg: Config, name: str, actor: str, *, force: bool = False
+    conn: asyncpg.Connection, cfg: Config, name: str, actor: str, *, force: bool = False
 ) -> None:
     """Its users keep existing, without a department; a department in use is only
     deleted with force (else ConfirmationRequired naming its users)."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await _found(sql.lock_department, conn, name, "department")
-            if row["user_count"] and not force:
-                logins = await sql.department_logins(conn, row["id"], NAMES_SHOWN)
-                raise ConfirmationRequired(
-                    f"name: department {row['name']} has {row['user_count']} users"
-                    f" ({', '.join(logins)}{', ...' if row['user_count'] > len(logins) else ''})"
-                    " who would be left without a department",
-                    "name",
-                    {"users": row["user_count"], "logins": logins},
-                )
-            await sql.delete_department(conn, row["id"])
-            await audit.record(
-                conn,
-                actor,
-                "delete",
-                "department",
-                row["id"],
-                {"name": row["name"], "users": row["user_count"]},
-            )
+    transaction.require(conn)
+    row = await _found(sql.lock_department, conn, name, "department")
+    if row["user_count"] and not force:
+        logins = await sql.department_logins(conn, row["id"], NAMES_SHOWN)
+        raise ConfirmationRequired(
+            f"name: department {row['name']} has {row['user_count']} users"
+            f" ({', '.join(logins)}{', ...' if row['user_count'] > len(logins) else ''})"
+            " who would be left without a department",
+            "name",
+            {"users": row["user_count"], "logins": logins},
+        )
+    await sql.delete_department(conn, row["id"])
+    await audit.record(
+        conn,
+        actor,
+        "delete",
+        "department",
+        row["id"],
+        {"name": row["name"], "users": row["user_count"]},
+    )
 
 
 # --- account types -------------------------------------------------------------------
@@ -228,52 +223,50 @@ async def get_account_type(conn: Conn, name: str) -> AccountType:
 
 
 async def create_account_type(
-    pool: asyncpg.Pool, cfg: Config, data: AccountTypeCreate, actor: str
+    conn: asyncpg.Connection, cfg: Config, data: AccountTypeCreate, actor: str
 ) -> AccountType:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            type_id = await _unique(
-                data.name, sql.insert_account_type(conn, data.name, data.max_users)
-            )
-            await audit.record(
-                conn,
-                actor,
-                "create",
-                "account_type",
-                type_id,
-                {"name": data.name, "max_users": data.max_users},
-            )
-            return _account_type(await sql.get_account_type(conn, data.name))
+    transaction.require(conn)
+    type_id = await _unique(
+        data.name, sql.insert_account_type(conn, data.name, data.max_users)
+    )
+    await audit.record(
+        conn,
+        actor,
+        "create",
+        "account_type",
+        type_id,
+        {"name": data.name, "max_users": data.max_users},
+    )
+    return _account_type(await sql.get_account_type(conn, data.name))
 
 
 async def update_account_type(
-    pool: asyncpg.Pool, cfg: Config, name: str, data: AccountTypeUpdate, actor: str
+    conn: asyncpg.Connection, cfg: Config, name: str, data: AccountTypeUpdate, actor: str
 ) -> AccountType:
     """A lower max_users than the current count keeps existing users and refuses new
     ones; the update waits for creates in flight (they share-lock the row)."""
+    transaction.require(conn)
     fields = data.model_fields_set
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await _found(sql.lock_account_type, conn, name, "account type")
-            new_name = data.name if "name" in fields else row["name"]
-            max_users = data.max_users if "max_users" in fields else row["max_users"]
-            if row["name"].lower() == DEFAULT_ACCOUNT_TYPE and new_name.lower() != DEFAULT_ACCOUNT_TYPE:
-                raise validation.Refused(
-                    "name", f"{DEFAULT_ACCOUNT_TYPE} is the default account type and keeps its name"
-                )
-            if (new_name, max_users) != (row["name"], row["max_users"]):
-                await _unique(
-                    new_name, sql.update_account_type(conn, row["id"], new_name, max_users)
-                )
-                await audit.record(
-                    conn,
-                    actor,
-                    "update",
-                    "account_type",
-                    row["id"],
-                    {
-                        "old": {"name": row["name"], "max_users": row["max_users"]},
-                        "new": {"name": new_name, "max_users": max_users},
-                    },
-                )
-            return _account_type(await sql.get_account_type(conn, new_name))
+    row = await _found(sql.lock_account_type, conn, name, "account type")
+    new_name = data.name if "name" in fields else row["name"]
+    max_users = data.max_users if "max_users" in fields else row["max_users"]
+    if row["name"].lower() == DEFAULT_ACCOUNT_TYPE and new_name.lower() != DEFAULT_ACCOUNT_TYPE:
+        raise validation.Refused(
+            "name", f"{DEFAULT_ACCOUNT_TYPE} is the default account type and keeps its name"
+        )
+    if (new_name, max_users) != (row["name"], row["max_users"]):
+        await _unique(
+            new_name, sql.update_account_type(conn, row["id"], new_name, max_users)
+        )
+        await audit.record(
+            conn,
+            actor,
+            "update",
+            "account_type",
+            row["id"],
+            {
+                "old": {"name": row["name"], "max_users": row["max_users"]},
+                "new": {"name": new_name, "max_users": max_users},
+            },
+        )
+    return _account_type(await sql.get_account_type(conn, new_name))

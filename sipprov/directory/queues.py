@@ -17,6 +17,7 @@ from sipprov import audit
 from sipprov.agents import extensions, validation
 from sipprov.agents.models import Queue, QueueCreate, QueueMember, QueueUpdate
 from sipprov.config import Config
+from sipprov.db import transaction
 from sipprov.db.sql import agents as agent_sql
 from sipprov.db.sql import config_state
 from sipprov.db.sql import queues as sql
@@ -79,90 +80,88 @@ async def get_queue(conn: Conn, name: str) -> Queue:
 
 
 async def create_queue(
-    pool: asyncpg.Pool, cfg: Config, data: QueueCreate, actor: str
+    conn: asyncpg.Connection, cfg: Config, data: QueueCreate, actor: str
 ) -> tuple[Queue, int | None]:
     """Returns the queue and the config version (voice queues) or None."""
+    transaction.require(conn)
     if data.number is not None and data.kind != "voice":
         raise validation.Refused("number", "only voice queues have a number")
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            queue_id = await sql.next_id(conn)
-            if data.number is not None:
-                await extensions.allocate_exact(
-                    conn, cfg.extensions, data.number, extensions.queue_owner(queue_id), field="number"
-                )
-            try:
-                await sql.insert(conn, queue_id, data.name, data.kind, data.strategy, data.number)
-            except asyncpg.UniqueViolationError as exc:
-                raise conflict_from(exc, data.name) from None
-            await audit.record(
-                conn,
-                actor,
-                "create",
-                "queue",
-                queue_id,
-                {"name": data.name, "kind": data.kind, "strategy": data.strategy, "number": data.number},
-            )
-            queue = await get_queue(conn, data.name)
-            version = await config_state.bump(conn) if data.kind == "voice" else None
+    queue_id = await sql.next_id(conn)
+    if data.number is not None:
+        await extensions.allocate_exact(
+            conn, cfg.extensions, data.number, extensions.queue_owner(queue_id), field="number"
+        )
+    try:
+        await sql.insert(conn, queue_id, data.name, data.kind, data.strategy, data.number)
+    except asyncpg.UniqueViolationError as exc:
+        raise conflict_from(exc, data.name) from None
+    await audit.record(
+        conn,
+        actor,
+        "create",
+        "queue",
+        queue_id,
+        {"name": data.name, "kind": data.kind, "strategy": data.strategy, "number": data.number},
+    )
+    queue = await get_queue(conn, data.name)
+    version = await config_state.bump(conn) if data.kind == "voice" else None
     return queue, version
 
 
 async def update_queue(
-    pool: asyncpg.Pool, cfg: Config, name: str, data: QueueUpdate, actor: str
+    conn: asyncpg.Connection, cfg: Config, name: str, data: QueueUpdate, actor: str
 ) -> tuple[Queue, int | None]:
     """Rename, change strategy/kind/number. Leaving kind voice releases the number;
     `number: null` removes it. Returns the queue and the config version or None."""
+    transaction.require(conn)
     fields = data.model_fields_set
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await sql.lock(conn, _lookup_name(name))
-            if row is None:
-                raise _not_found(name)
-            new_name = data.name if "name" in fields else row["name"]
-            kind = data.kind if "kind" in fields else row["kind"]
-            strategy = data.strategy if "strategy" in fields else row["strategy"]
-            number = row["number"]
-            if "number" in fields:
-                if data.number is not None and kind != "voice":
-                    raise validation.Refused("number", "only voice queues have a number")
-                number = data.number
-            elif kind != "voice":
-                number = None
+    row = await sql.lock(conn, _lookup_name(name))
+    if row is None:
+        raise _not_found(name)
+    new_name = data.name if "name" in fields else row["name"]
+    kind = data.kind if "kind" in fields else row["kind"]
+    strategy = data.strategy if "strategy" in fields else row["strategy"]
+    number = row["number"]
+    if "number" in fields:
+        if data.number is not None and kind != "voice":
+            raise validation.Refused("number", "only voice queues have a number")
+        number = data.number
+    elif kind != "voice":
+        number = None
 
-            after = (new_name, kind, strategy, number)
-            if after == (row["name"], row["kind"], row["strategy"], row["number"]):
-                return await get_queue(conn, row["name"]), None
+    after = (new_name, kind, strategy, number)
+    if after == (row["name"], row["kind"], row["strategy"], row["number"]):
+        return await get_queue(conn, row["name"]), None
 
-            owner = extensions.queue_owner(row["id"])
-            if number != row["number"]:
-                if row["number"] is not None:
-                    await extensions.release(conn, row["number"], owner)
-                if number is not None:
-                    await extensions.allocate_exact(conn, cfg.extensions, number, owner, field="number")
-            try:
-                await sql.update(conn, row["id"], new_name, kind, strategy, number)
-            except asyncpg.UniqueViolationError as exc:
-                raise conflict_from(exc, new_name) from None
-            if row["kind"] == "ticket" and kind != "ticket":
-                await sql.clear_ticket_queue_refs(conn, row["name"])
-            elif row["kind"] == "ticket" and new_name != row["name"]:
-                await sql.rename_ticket_queue_refs(conn, row["name"], new_name)
+    owner = extensions.queue_owner(row["id"])
+    if number != row["number"]:
+        if row["number"] is not None:
+            await extensions.release(conn, row["number"], owner)
+        if number is not None:
+            await extensions.allocate_exact(conn, cfg.extensions, number, owner, field="number")
+    try:
+        await sql.update(conn, row["id"], new_name, kind, strategy, number)
+    except asyncpg.UniqueViolationError as exc:
+        raise conflict_from(exc, new_name) from None
+    if row["kind"] == "ticket" and kind != "ticket":
+        await sql.clear_ticket_queue_refs(conn, row["name"])
+    elif row["kind"] == "ticket" and new_name != row["name"]:
+        await sql.rename_ticket_queue_refs(conn, row["name"], new_name)
 
-            await audit.record(
-                conn,
-                actor,
-                "update",
-                "queue",
-                row["id"],
-                {
-                    "old": {k: row[k] for k in ("name", "kind", "strategy", "number")},
-                    "new": {"name": new_name, "kind": kind, "strategy": strategy, "number": number},
-                },
-            )
-            queue = await get_queue(conn, new_name)
-            visible = "voice" in (row["kind"], kind)
-            version = await config_state.bump(conn) if visible else None
+    await audit.record(
+        conn,
+        actor,
+        "update",
+        "queue",
+        row["id"],
+        {
+            "old": {k: row[k] for k in ("name", "kind", "strategy", "number")},
+            "new": {"name": new_name, "kind": kind, "strategy": strategy, "number": number},
+        },
+    )
+    queue = await get_queue(conn, new_name)
+    visible = "voice" in (row["kind"], kind)
+    version = await config_state.bump(conn) if visible else None
     return queue, version
 
 
@@ -171,38 +170,37 @@ NAMES_SHOWN = 20
 
 
 async def delete_queue(
-    pool: asyncpg.Pool, cfg: Config, name: str, actor: str, *, force: bool = False
+    conn: asyncpg.Connection, cfg: Config, name: str, actor: str, *, force: bool = False
 ) -> int | None:
     """Delete a queue with its memberships, free its number; agents whose default ticket
     queue it was lose that default. A queue with members (or that is someone's default
     ticket queue) is only deleted with force, else ConfirmationRequired says who would
     lose what. Returns the config version (voice) or None."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await sql.lock(conn, _lookup_name(name))
-            if row is None:
-                raise _not_found(name)
-            if not force:
-                await _refuse_silent_loss(conn, row)
-            await sql.delete(conn, row["id"])
-            if row["number"] is not None:
-                await extensions.release(conn, row["number"], extensions.queue_owner(row["id"]))
-            if row["kind"] == "ticket":
-                await sql.clear_ticket_queue_refs(conn, row["name"])
-            await audit.record(
-                conn,
-                actor,
-                "delete",
-                "queue",
-                row["id"],
-                {
-                    "name": row["name"],
-                    "kind": row["kind"],
-                    "number": row["number"],
-                    "members": row["member_count"],
-                },
-            )
-            return await config_state.bump(conn) if row["kind"] == "voice" else None
+    transaction.require(conn)
+    row = await sql.lock(conn, _lookup_name(name))
+    if row is None:
+        raise _not_found(name)
+    if not force:
+        await _refuse_silent_loss(conn, row)
+    await sql.delete(conn, row["id"])
+    if row["number"] is not None:
+        await extensions.release(conn, row["number"], extensions.queue_owner(row["id"]))
+    if row["kind"] == "ticket":
+        await sql.clear_ticket_queue_refs(conn, row["name"])
+    await audit.record(
+        conn,
+        actor,
+        "delete",
+        "queue",
+        row["id"],
+        {
+            "name": row["name"],
+            "kind": row["kind"],
+            "number": row["number"],
+            "members": row["member_count"],
+        },
+    )
+    return await config_state.bump(conn) if row["kind"] == "voice" else None
 
 
 async def _refuse_silent_loss(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
@@ -243,60 +241,58 @@ async def _lock_membership(
 
 
 async def set_member(
-    pool: asyncpg.Pool, cfg: Config, queue_name: str, agent_id: int, penalty: int | None, actor: str
+    conn: asyncpg.Connection, cfg: Config, queue_name: str, agent_id: int, penalty: int | None, actor: str
 ) -> tuple[QueueMember, int | None]:
     """Add an agent to a queue or change its penalty override (None: priority - 1).
 
     Returns the membership and the config version (voice queue, something changed) or None.
     """
+    transaction.require(conn)
     if penalty is not None and not (0 <= penalty <= 1000):
         raise validation.Refused("penalty", "must be between 0 and 1000")
     lookup = _lookup_name(queue_name)
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            user, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
-            if user["extension"] is None:
-                raise validation.Refused(
-                    "agent_id", f"agent {agent_id} has no SIP account, so no queue memberships"
-                )
-            before = await sql.get_member(conn, queue["id"], agent_id)
-            changed = before is None or before["penalty"] != penalty
-            version = None
-            if changed:
-                await sql.upsert_member(conn, queue["id"], agent_id, penalty)
-                await audit.record(
-                    conn,
-                    actor,
-                    "set_member",
-                    "queue",
-                    queue["id"],
-                    {"queue": queue["name"], "agent_id": agent_id, "penalty": penalty, "new": before is None},
-                )
-            member = next(
-                _member_from_row(m) for m in await sql.members(conn, queue["id"]) if m["agent_id"] == agent_id
-            )
-            if changed and queue["kind"] == "voice":
-                version = await config_state.bump(conn)
+    user, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
+    if user["extension"] is None:
+        raise validation.Refused(
+            "agent_id", f"agent {agent_id} has no SIP account, so no queue memberships"
+        )
+    before = await sql.get_member(conn, queue["id"], agent_id)
+    changed = before is None or before["penalty"] != penalty
+    version = None
+    if changed:
+        await sql.upsert_member(conn, queue["id"], agent_id, penalty)
+        await audit.record(
+            conn,
+            actor,
+            "set_member",
+            "queue",
+            queue["id"],
+            {"queue": queue["name"], "agent_id": agent_id, "penalty": penalty, "new": before is None},
+        )
+    member = next(
+        _member_from_row(m) for m in await sql.members(conn, queue["id"]) if m["agent_id"] == agent_id
+    )
+    if changed and queue["kind"] == "voice":
+        version = await config_state.bump(conn)
     return member, version
 
 
 async def remove_member(
-    pool: asyncpg.Pool, cfg: Config, queue_name: str, agent_id: int, actor: str
+    conn: asyncpg.Connection, cfg: Config, queue_name: str, agent_id: int, actor: str
 ) -> int | None:
     """Remove an agent from a queue (NotFoundError if not a member); returns the config
     version (voice queue) or None."""
+    transaction.require(conn)
     lookup = _lookup_name(queue_name)
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            _, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
-            if not await sql.delete_member(conn, queue["id"], agent_id):
-                raise NotFoundError(f"agent {agent_id} is not a member of {queue['name']}", "agent_id")
-            await audit.record(
-                conn,
-                actor,
-                "remove_member",
-                "queue",
-                queue["id"],
-                {"queue": queue["name"], "agent_id": agent_id},
-            )
-            return await config_state.bump(conn) if queue["kind"] == "voice" else None
+    _, queue = await _lock_membership(conn, agent_id, lookup, queue_name)
+    if not await sql.delete_member(conn, queue["id"], agent_id):
+        raise NotFoundError(f"agent {agent_id} is not a member of {queue['name']}", "agent_id")
+    await audit.record(
+        conn,
+        actor,
+        "remove_member",
+        "queue",
+        queue["id"],
+        {"queue": queue["name"], "agent_id": agent_id},
+    )
+    return await config_state.bump(conn) if queue["kind"] == "voice" else None

@@ -18,6 +18,7 @@ from sipprov.agents.models import (
     parse,
 )
 from sipprov.agents.validation import DEPARTMENT_NAME_MAX, ROLE_NAME_MAX
+from sipprov.db.transaction import run
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
 from sipprov.http.openapi_schemas import (
@@ -43,7 +44,7 @@ async def create_agent(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(AgentCreate, await read_json_object(request))
     services = request.app[SERVICES]
-    created = await agents.create_agent(services.pool, services.cfg, data, actor(request))
+    created = await run(services.pool, agents.create_agent, services.cfg, data, actor(request))
     body = created.agent.to_dict()
     body["credentials"] = created.credentials()
     if data.send_credentials:  # after the commit; how it went is in the reply
@@ -78,7 +79,7 @@ async def update_agent(request: web.Request) -> web.Response:
     force = bool(query_bool(request, "force", False))
     data = parse(AgentUpdate, await read_json_object(request))
     services = request.app[SERVICES]
-    updated = await agents.update_agent(services.pool, services.cfg, agent_id, data,
+    updated = await run(services.pool, agents.update_agent, services.cfg, agent_id, data,
                                         actor(request), force=force)
     return await respond(request, wait, updated.config_version, 200, updated.to_dict())
 
@@ -87,7 +88,7 @@ async def delete_agent(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     wait = parse_wait(request)
     services = request.app[SERVICES]
-    version = await agents.delete_agent(services.pool, services.cfg, agent_id, actor(request))
+    version = await run(services.pool, agents.delete_agent, services.cfg, agent_id, actor(request))
     return await respond(request, wait, version, 204, None)
 
 
@@ -95,8 +96,8 @@ async def set_web_password(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     data = parse(WebPasswordSet, await read_json_object(request, empty_ok=True))
     services = request.app[SERVICES]
-    generated = await agents.set_web_password(
-        services.pool, services.cfg, agent_id, data.password, data.force_change,
+    generated = await run(
+        services.pool, agents.set_web_password, services.cfg, agent_id, data.password, data.force_change,
         actor(request))
     return json_response({"web_password": generated} if generated is not None else {})
 
@@ -106,8 +107,8 @@ async def rotate_sip_password(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(SipPasswordSet, await read_json_object(request, empty_ok=True))
     services = request.app[SERVICES]
-    sip, version = await agents.rotate_sip_password(
-        services.pool, services.cfg, agent_id, data.password, actor(request))
+    sip, version = await run(
+        services.pool, agents.rotate_sip_password, services.cfg, agent_id, data.password, actor(request))
     return await respond(request, wait, version, 200, {"sip": sip.to_dict()})
 
 

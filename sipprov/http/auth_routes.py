@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sipprov.agents import service as agents
 from sipprov.agents.models import parse
+from sipprov.db.transaction import run
 from sipprov.errors import AuthError
 from sipprov.http.bodies import ChangePasswordRequest, LoginRequest
 from sipprov.http.errors import read_json_object
@@ -63,7 +64,7 @@ async def change_password(request: web.Request) -> web.Response:
     limiter.check(body.login, address)
     services = request.app[SERVICES]
     try:
-        await agents.change_own_password(services.pool, services.cfg, body.login,
+        await run(services.pool, agents.change_own_password, services.cfg, body.login,
                                          body.old_password, body.new_password)
     except AuthError:
         limiter.failure(body.login, address)

@@ -18,6 +18,7 @@ from sipprov.agents.models import (
     RoleUpdate,
     parse,
 )
+from sipprov.db.transaction import run
 from sipprov.directory import lookups as directory
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
@@ -52,7 +53,7 @@ async def _create(request: web.Request, model: type, add: Callable[..., Awaitabl
                   base: str) -> web.Response:
     data = parse(model, await read_json_object(request))
     s = request.app[SERVICES]
-    item = await add(s.pool, s.cfg, data, actor(request))
+    item = await run(s.pool, add, s.cfg, data, actor(request))
     return json_response(item.to_dict(), status=201,
                          headers={"Location": f"{base}/{quote(item.name, safe='')}"})
 
@@ -61,7 +62,7 @@ async def _update(request: web.Request, model: type,
                   change: Callable[..., Awaitable[Any]]) -> web.Response:
     data = parse(model, await read_json_object(request))
     s = request.app[SERVICES]
-    item = await change(s.pool, s.cfg, request.match_info["name"], data, actor(request))
+    item = await run(s.pool, change, s.cfg, request.match_info["name"], data, actor(request))
     return json_response(item.to_dict())
 
 
@@ -69,7 +70,7 @@ async def _delete(request: web.Request, remove: Callable[..., Awaitable[None]],
                   *, forceable: bool = False) -> web.Response:
     s = request.app[SERVICES]
     extra = {"force": bool(query_bool(request, "force", False))} if forceable else {}
-    await remove(s.pool, s.cfg, request.match_info["name"], actor(request), **extra)
+    await run(s.pool, remove, s.cfg, request.match_info["name"], actor(request), **extra)
     return web.Response(status=204)
 
 

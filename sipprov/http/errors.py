@@ -44,16 +44,6 @@ class MalformedRequestError(SipprovError):
     status = 400
 
 
-class PayloadTooLargeError(SipprovError):
-    code = "payload_too_large"
-    status = 413
-
-
-class UnsupportedMediaError(SipprovError):
-    code = "unsupported_media_type"
-    status = 415
-
-
 def error_body(code: str, message: str, field: str | None = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field, **(extra or {})}}

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from sipprov.agents.models import QueueCreate, QueueMember, QueueMemberSet, QueueUpdate, parse
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
@@ -36,7 +37,7 @@ async def create_queue(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(QueueCreate, await read_json_object(request))
     services = request.app[SERVICES]
-    queue, version = await queues.create_queue(services.pool, services.cfg, data, actor(request))
+    queue, version = await run(services.pool, queues.create_queue, services.cfg, data, actor(request))
     return await respond(request, wait, version, 201, queue.to_dict(),
                          headers={"Location": location(queue.name)})
 
@@ -45,7 +46,7 @@ async def update_queue(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(QueueUpdate, await read_json_object(request))
     services = request.app[SERVICES]
-    queue, version = await queues.update_queue(services.pool, services.cfg,
+    queue, version = await run(services.pool, queues.update_queue, services.cfg,
                                                request.match_info["name"], data, actor(request))
     return await respond(request, wait, version, 200, queue.to_dict())
 
@@ -54,7 +55,7 @@ async def delete_queue(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     force = bool(query_bool(request, "force", False))
     services = request.app[SERVICES]
-    version = await queues.delete_queue(services.pool, services.cfg,
+    version = await run(services.pool, queues.delete_queue, services.cfg,
                                         request.match_info["name"], actor(request), force=force)
     return await respond(request, wait, version, 204, None)
 
@@ -64,7 +65,7 @@ async def set_member(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(QueueMemberSet, await read_json_object(request, empty_ok=True))
     services = request.app[SERVICES]
-    member, version = await queues.set_member(services.pool, services.cfg,
+    member, version = await run(services.pool, queues.set_member, services.cfg,
                                               request.match_info["name"], agent_id,
                                               data.penalty, actor(request))
     return await respond(request, wait, version, 200, member.to_dict())
@@ -74,7 +75,7 @@ async def remove_member(request: web.Request) -> web.Response:
     agent_id = path_int(request, "agent_id", "agent")
     wait = parse_wait(request)
     services = request.app[SERVICES]
-    version = await queues.remove_member(services.pool, services.cfg,
+    version = await run(services.pool, queues.remove_member, services.cfg,
                                          request.match_info["name"], agent_id, actor(request))
     return await respond(request, wait, version, 204, None)
 

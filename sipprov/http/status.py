@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from sipprov.db.database import is_unavailable
-from sipprov.db.sql import config_state
+from sipprov import health as db_health
 from sipprov.http.keys import SERVICES
 from sipprov.http.responses import json_response
 from sipprov.http.routes import Reply, Route
-
-HEALTH_TIMEOUT_S = 2.0
 
 HEALTH_SCHEMA = {
     "type": "object",
@@ -54,27 +50,15 @@ STATUS_SCHEMA = {
 }
 
 
-async def database_ok(request: web.Request) -> bool:
-    pool = request.app[SERVICES].pool
-    try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001
-        if is_unavailable(exc):
-            return False
-        raise
-    return True
-
-
 async def health(request: web.Request) -> web.Response:
-    ok = await database_ok(request)
+    ok = await db_health.database_ok(request.app[SERVICES].pool)
     state = "ok" if ok else "unavailable"
     return json_response({"status": state, "database": state}, status=200 if ok else 503)
 
 
 async def status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    # The database is authoritative for versions: the applier may run in another process.
-    state = await config_state.read(services.pool)
+    state = await db_health.config(services.pool)
     live: dict[str, Any] = services.applier.status() if services.applier is not None else {}
     last_error = state.last_error if state.last_error is not None else live.get("last_error")
     body = {

@@ -42,6 +42,7 @@ from sipprov.bulk import csvformat as agentcsv
 from sipprov.bulk import importer as bulk
 from sipprov.cli.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, open_pool
 from sipprov.config import Config
+from sipprov.db.transaction import run
 from sipprov.errors import NotFoundError, ValidationError
 
 DEFAULT_WAIT_S = 30.0
@@ -325,7 +326,7 @@ async def create(cfg: Config, args: argparse.Namespace) -> int:
     model = parse(AgentCreate, data)
     async with open_pool(cfg) as pool:
         await _sync_extensions(pool, cfg)
-        created = await agents.create_agent(pool, cfg, model, actor())
+        created = await run(pool, agents.create_agent, cfg, model, actor())
         out = {**created.to_dict(), "config_version": created.config_version}
         lines = [f"created agent {_describe(created.agent)}", *_credentials_lines(created)]
         if model.send_credentials:
@@ -383,7 +384,7 @@ async def set_(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
         await _sync_extensions(pool, cfg)
         agent = await _resolve(pool, args.agent)
-        result = await agents.update_agent(pool, cfg, agent.id, model, actor(), force=args.force)
+        result = await run(pool, agents.update_agent, cfg, agent.id, model, actor(), force=args.force)
         out = {**result.to_dict(), "config_version": result.config_version}
         changed = result.agent.to_dict() != agent.to_dict()
         _emit(args, out, [f"{'updated' if changed else 'unchanged'}: agent {_describe(result.agent)}",
@@ -395,7 +396,7 @@ async def set_(cfg: Config, args: argparse.Namespace) -> int:
 async def delete(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
-        version = await agents.delete_agent(pool, cfg, agent.id, actor())
+        version = await run(pool, agents.delete_agent, cfg, agent.id, actor())
         out = {"deleted": agent.id, "login": agent.login, "config_version": version}
         _emit(args, out, [f"deleted agent {_describe(agent)}"])
         sys.stdout.flush()
@@ -406,7 +407,7 @@ async def password(cfg: Config, args: argparse.Namespace) -> int:
     given = _read_secrets(1)[0] if args.password_stdin else None
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
-        generated = await agents.set_web_password(pool, cfg, agent.id, given, args.force_change, actor())
+        generated = await run(pool, agents.set_web_password, cfg, agent.id, given, args.force_change, actor())
     out: dict[str, Any] = {"id": agent.id, "login": agent.login}
     lines = [f"web password of {agent.login} set"]
     if generated is not None:
@@ -420,7 +421,7 @@ async def sip_password(cfg: Config, args: argparse.Namespace) -> int:
     given = _read_secrets(1)[0] if args.password_stdin else None
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
-        sip, version = await agents.rotate_sip_password(pool, cfg, agent.id, given, actor())
+        sip, version = await run(pool, agents.rotate_sip_password, cfg, agent.id, given, actor())
         out = {"id": agent.id, "login": agent.login, "sip": sip.to_dict(), "config_version": version}
         lines = [f"SIP password of {agent.login} changed"]
         if given is None:

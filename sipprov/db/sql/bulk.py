@@ -22,6 +22,7 @@ LOCK_USERS = "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"
 
 USER_KEYS = "SELECT id, lower(login) AS login, lower(email) AS email FROM users"
 ALL_LOGINS = "SELECT lower(login) FROM users"
+COUNT_USERS = "SELECT count(*) FROM users"
 
 AGENTS_BY_IDS = AGENT_SELECT + "WHERE u.id = ANY($1::bigint[]) ORDER BY u.id"
 ALL_AGENTS = AGENT_SELECT + "ORDER BY u.id"
@@ -116,3 +117,7 @@ async def set_web_hashes(
 def all_agents(conn: asyncpg.Connection, prefetch: int = 1000) -> Any:
     """An async cursor over every agent in id order (call inside a transaction)."""
     return conn.cursor(ALL_AGENTS, prefetch=prefetch)
+
+
+async def count_users(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval(COUNT_USERS))
