@@ -27,6 +27,7 @@ from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
 from sipprov.config import Config
 from sipprov.db import database
+from sipprov.db.transaction import run
 from tests.conftest import IN_CI, cloned_database
 
 CHROMIUM = "/usr/bin/chromium"
@@ -112,13 +113,13 @@ async def _seed(cfg: Config, dsn: str) -> tuple[int, int, int]:
     try:
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
-        admin = await agents.create_agent(pool, cfg, AgentCreate(
+        admin = await run(pool, agents.create_agent, cfg, AgentCreate(
             first_name="Anna", last_name="Admin", email="anna.admin@example.com", role="admin",
             is_agent=False, password=ADMIN_PASSWORD), "test")
-        agent = await agents.create_agent(pool, cfg, AgentCreate(
+        agent = await run(pool, agents.create_agent, cfg, AgentCreate(
             first_name="Nguyễn Văn", last_name="An", email="an@example.com", role="agent",
             password=AGENT_PASSWORD, force_password_change=True), "test")
-        await agents.create_agent(pool, cfg, AgentCreate(
+        await run(pool, agents.create_agent, cfg, AgentCreate(
             first_name="Lena", last_name="Locked", email="lena@example.com", role="end-user",
             is_agent=False, password=LOCKED_PASSWORD), "test")
         assert agent.agent.extension is not None

@@ -12,6 +12,7 @@ from sipprov import mailer
 from sipprov.agents import preview as agent_preview
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate, parse
+from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
 from sipprov.errors import NotFoundError, SipprovError, ValidationError
@@ -96,7 +97,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not posted.errors:
         try:
             data = parse(AgentCreate, posted.data)
-            created = await agents.create_agent(services.pool, services.cfg, data, pages.actor(request))
+            created = await run(services.pool, agents.create_agent, services.cfg, data, pages.actor(request))
         except SipprovError as exc:
             posted.errors[(exc.field or "_form").split(".")[0]] = pages.service_message(request, exc)
     if created is None:
@@ -150,7 +151,7 @@ async def update(request: web.Request) -> web.StreamResponse:
     result = None
     if not posted.errors:
         try:
-            result = await agents.update_agent(services.pool, services.cfg, agent.id,
+            result = await run(services.pool, agents.update_agent, services.cfg, agent.id,
                                                parse(AgentUpdate, posted.data), pages.actor(request))
         except SipprovError as exc:
             posted.errors[(exc.field or "_form").split(".")[0]] = pages.service_message(request, exc)
@@ -175,7 +176,7 @@ async def delete_form(request: web.Request) -> web.StreamResponse:
 async def delete(request: web.Request) -> web.StreamResponse:
     services = pages.services(request)
     agent = await _get(request)
-    await agents.delete_agent(services.pool, services.cfg, agent.id, pages.actor(request))
+    await run(services.pool, agents.delete_agent, services.cfg, agent.id, pages.actor(request))
     return pages.redirect("/agents?done=deleted")
 
 
@@ -185,7 +186,7 @@ async def rotate_sip(request: web.Request) -> web.StreamResponse:
     agent = await _get(request)
     _ = pages.gettext(request)
     try:
-        sip, version = await agents.rotate_sip_password(services.pool, services.cfg, agent.id, None,
+        sip, version = await run(services.pool, agents.rotate_sip_password, services.cfg, agent.id, None,
                                                         pages.actor(request))
     except ValidationError as exc:
         return pages.render(request, "web/agents/show.html",
@@ -203,7 +204,7 @@ async def reset_web_password(request: web.Request) -> web.StreamResponse:
     agent = await _get(request)
     _ = pages.gettext(request)
     try:
-        generated = await agents.set_web_password(services.pool, services.cfg, agent.id, None, True,
+        generated = await run(services.pool, agents.set_web_password, services.cfg, agent.id, None, True,
                                                   pages.actor(request))
     except ValidationError as exc:
         return pages.render(request, "web/agents/show.html",

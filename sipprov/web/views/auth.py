@@ -11,6 +11,7 @@ import math
 from aiohttp import web
 
 from sipprov.agents import service as agents
+from sipprov.db.transaction import run
 from sipprov.errors import AuthError, RateLimitedError, SipprovError
 from sipprov.http.auth_routes import client_address
 from sipprov.http.keys import LOGIN_LIMITER
@@ -100,7 +101,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     if not errors:
         try:
             limiter.check(user.login, address)
-            await agents.change_own_password(services.pool, services.cfg, user.login, old, new)
+            await run(services.pool, agents.change_own_password, services.cfg, user.login, old, new)
         except RateLimitedError as exc:
             errors["old_password"] = _("Too many failed logins. Try again in %(seconds)s s.") % {
                 "seconds": max(1, math.ceil(exc.retry_after))}

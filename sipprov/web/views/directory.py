@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from sipprov.agents.models import AccountTypeCreate, DepartmentCreate, QueueCreate, RoleCreate, parse
+from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
 from sipprov.errors import NotFoundError, SipprovError
@@ -48,7 +49,7 @@ async def create_queue(request: web.Request) -> web.StreamResponse:
             return await _queues_page(request, {"number": _("Enter a whole number.")}, values, 422)
         data["number"] = int(values["number"])
     try:
-        await queue_service.create_queue(services.pool, services.cfg, parse(QueueCreate, data),
+        await run(services.pool, queue_service.create_queue, services.cfg, parse(QueueCreate, data),
                                          pages.actor(request))
     except SipprovError as exc:
         return await _queues_page(request, _error(request, exc), values, 422)
@@ -76,7 +77,7 @@ async def set_penalty(request: web.Request) -> web.StreamResponse:
     if not raw.isdecimal() or (penalty_text and not penalty_text.isdecimal()):
         raise web.HTTPNotFound() if not raw.isdecimal() else web.HTTPUnprocessableEntity()
     try:
-        await queue_service.set_member(services.pool, services.cfg, name, int(raw),
+        await run(services.pool, queue_service.set_member, services.cfg, name, int(raw),
                                        int(penalty_text) if penalty_text else None,
                                        pages.actor(request))
     except NotFoundError:
@@ -115,10 +116,10 @@ async def create_entry(request: web.Request) -> web.StreamResponse:
     name = pages.text(form, "name")
     try:
         if kind == "departments":
-            await lookups.create_department(services.pool, services.cfg,
+            await run(services.pool, lookups.create_department, services.cfg,
                                             parse(DepartmentCreate, {"name": name}), pages.actor(request))
         elif kind == "roles":
-            await lookups.create_role(services.pool, services.cfg, parse(RoleCreate, {
+            await run(services.pool, lookups.create_role, services.cfg, parse(RoleCreate, {
                 "name": name, "label": pages.text(form, "label") or None,
                 "sip_allowed": form.get("sip_allowed") is not None,
                 "web_login": form.get("web_login") is not None}), pages.actor(request))
@@ -126,7 +127,7 @@ async def create_entry(request: web.Request) -> web.StreamResponse:
             limit = pages.text(form, "max_users")
             if limit and not limit.isdecimal():
                 return await _directory_page(request, {kind: {"max_users": _("Enter a whole number.")}}, 422)
-            await lookups.create_account_type(services.pool, services.cfg, parse(AccountTypeCreate, {
+            await run(services.pool, lookups.create_account_type, services.cfg, parse(AccountTypeCreate, {
                 "name": name, "max_users": int(limit) if limit else None}), pages.actor(request))
         else:
             raise web.HTTPNotFound()

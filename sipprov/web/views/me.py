@@ -9,6 +9,7 @@ from aiohttp import web
 from sipprov.agents import provisioning
 from sipprov.agents import service as agents
 from sipprov.apply import registrations
+from sipprov.db.transaction import run
 from sipprov.web import applied, pages, qr, security
 from sipprov.web.pages import logged_in
 
@@ -46,7 +47,7 @@ async def rotate_sip(request: web.Request) -> web.StreamResponse:
     agent = await agents.get_agent(services.pool, user.user_id)
     if agent.extension is None:
         raise pages.Forbidden()
-    sip, version = await agents.rotate_sip_password(services.pool, services.cfg, agent.id, None,
+    sip, version = await run(services.pool, agents.rotate_sip_password, services.cfg, agent.id, None,
                                                     pages.actor(request))
     token = await provisioning.issue_link(services.pool, agent.id)
     link = origin(request) + provisioning.PATH_PREFIX + token
