@@ -27,6 +27,8 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 
+from sipprov.i18n import Language
+
 DEFAULT_STATE_DIR = Path(os.environ.get("SIPPROV_STATE_DIR", "/var/lib/sipprov"))
 DEFAULT_PBX_ROOT = Path(os.environ.get("SIPPROV_PBX_ROOT", "/var/cache/sipprov/asterisk-root"))
 
@@ -384,6 +386,13 @@ class SmtpConfig:
 
 
 @dataclass(config=_SECTION)
+class DefaultsConfig:
+    # Language of a user created without one (pl, vi or en): their credentials e-mail
+    # and web console speak it.
+    language: Language = "en"
+
+
+@dataclass(config=_SECTION)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -393,6 +402,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     applier: ApplierConfig = field(default_factory=ApplierConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
 
     @property
     def generated_dir(self) -> Path:

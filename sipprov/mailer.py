@@ -86,6 +86,7 @@ def credentials_of(created: AgentCreated, given_password: str | None = None) -> 
         web_password=created.web_password or given_password,
         force_password_change=a.force_password_change,
         sip=SipDetails(sip.username, sip.password, sip.realm, sip.server) if sip is not None else None,
+        language=a.language,
     )
 
 

@@ -254,3 +254,28 @@ async def test_unknown_language_is_not_sent(inbox: Inbox, cfg: Config) -> None:
     result = await mailer.send_credentials(cfg.smtp, creds)
     assert result.sent is False and result.error and "pw-123456789" not in result.error
     assert inbox.messages == []
+
+
+@pytest.mark.parametrize("language", ["pl", "vi", "en"])
+async def test_created_user_is_mailed_in_their_language(
+        admin: aiohttp.ClientSession, inbox: Inbox, language: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Through the API: the user's `language` picks the mail's language."""
+    want = IN_LANGUAGE[language]
+    first, last = want["name"]
+    with caplog.at_level(logging.DEBUG):
+        r = await call(admin, "POST", "/api/v1/agents", json=agent_body(
+            first_name=first, last_name=last, language=language, send_credentials=True,
+            force_password_change=True))
+    assert r.status == 201, r.body
+    assert r.body["language"] == language and r.body["credentials_email"]["sent"] is True
+    msg = inbox.messages[0][2]
+    assert msg["Subject"] == want["subject"]
+    assert msg["To"].addresses[0].display_name == f"{first} {last}"
+    text = body_of(msg)
+    for line in want["lines"]:
+        assert line in text, line
+    creds = r.body["credentials"]
+    assert creds["web_password"] in text and creds["sip"]["password"] in text
+    logged = ours(caplog)
+    assert creds["web_password"] not in logged and creds["sip"]["password"] not in logged

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from sipprov.agents import validation
 from sipprov.errors import ValidationError
+from sipprov.i18n import Language
 
 OutboundMode = Literal["automatic", "manual"]
 QueueKind = Literal["voice", "chat", "ticket"]
@@ -132,6 +133,12 @@ class _AgentFields(_Input):
     def _sms_box(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
         return _none_or(validation.sms_box, v, info.field_name)
 
+    @field_validator("language", mode="before", check_fields=False)
+    @classmethod
+    def _language_case(cls, v: Any) -> Any:
+        """`PL` and ` pl ` mean `pl` (CSV files, hand-typed CLI values)."""
+        return v.strip().lower() if isinstance(v, str) else v
+
     @field_validator("queues", check_fields=False)
     @classmethod
     def _unique_queues(cls, v: list[QueueAssignment] | None) -> list[QueueAssignment] | None:
@@ -175,6 +182,8 @@ class AgentCreate(_AgentFields):
     sender_email: EmailStr | None = None
     sms_box: str | None = None
     account_type: str = "standard"
+    # What the person reads (credentials e-mail, console); None: [defaults] language.
+    language: Language | None = None
     queues: list[QueueAssignment] = Field(default_factory=list)
     send_credentials: bool = False
 
@@ -197,6 +206,7 @@ NOT_NULLABLE_ON_UPDATE = (
     "mute_mic",
     "autologin_phone",
     "account_type",
+    "language",
     "queues",
 )
 
@@ -231,6 +241,7 @@ class AgentUpdate(_AgentFields, _Patch):
     sender_email: EmailStr | None = None
     sms_box: str | None = None
     account_type: str | None = None
+    language: Language | None = None
     # Replaces all memberships (voice, chat and ticket) when present.
     queues: list[QueueAssignment] | None = None
 
@@ -484,6 +495,8 @@ class Agent:
     autologin_phone: bool
     force_password_change: bool
     priority: int
+    # The person's language (pl, vi, en): the credentials e-mail and the console use it.
+    language: Language
     # [{"name", "kind", "penalty" (effective), "penalty_override" (stored or None)}]
     queues: list[dict[str, Any]]
     campaigns: list[int]

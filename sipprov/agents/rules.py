@@ -47,6 +47,7 @@ PLAIN_FIELDS = (
     "sender_email",
     "sms_box",
     "priority",
+    "language",
 )
 
 # The SIP columns of a user without a SIP account.
@@ -250,6 +251,7 @@ class CreatePlan:
             created_by=actor,
             updated_by=actor,
             force_password_change=self.force_password_change,
+            language=data.language or cfg.defaults.language,
             **NO_SIP_COLUMNS,
         )
         if self.can_sip:

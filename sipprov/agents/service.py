@@ -124,6 +124,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         autologin_phone=row["autologin_phone"],
         force_password_change=row["force_password_change"],
         priority=row["priority"],
+        language=row["language"],
         queues=json.loads(row["queues"]),
         campaigns=list(row["campaigns"]),
         has_sip=row["has_sip"],

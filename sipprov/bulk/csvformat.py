@@ -53,6 +53,7 @@ AGENT_COLUMNS: tuple[str, ...] = (
     "sender_email",
     "sms_box",
     "account_type",
+    "language",
     "queues",
 )
 SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")

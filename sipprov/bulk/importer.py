@@ -49,7 +49,7 @@ password (the command says how many); an admin gives them one with
 
 Empty cells: on a create, "not given" (the API default, a generated password). On an
 update: columns that cannot be empty (names, e-mail, login, role, booleans, priority,
-extension, account_type) keep the stored value; optional ones (phone, department,
+extension, account_type, language) keep the stored value; optional ones (phone, department,
 caller_id, chat_name, outbound_number, default_ticket_queue, sender_email, sms_box)
 are cleared (caller_id and chat_name back to their defaults); an empty `queues` cell
 removes all memberships - leave the column out to keep them; empty password cells

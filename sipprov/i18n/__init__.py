@@ -14,6 +14,7 @@ from sipprov.i18n.jinja import gettext_context, jinja_environment
 from sipprov.i18n.languages import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
+    Language,
     display_name,
     is_supported,
     require_language,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DOMAIN",
     "LANGUAGES",
+    "Language",
     "LOCALE_DIR",
     "display_name",
     "format_date",

@@ -4,11 +4,14 @@ console all read, so adding a language is adding it here and writing its catalog
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal, get_args
 
 from babel import Locale
 
+# The type of a user's `language` (pydantic models and the OpenAPI enum use it).
 # Order is how choosers list them.
-LANGUAGES: tuple[str, ...] = ("pl", "vi", "en")
+Language = Literal["pl", "vi", "en"]
+LANGUAGES: tuple[str, ...] = get_args(Language)
 # What a user without a language gets when the configuration does not say.
 DEFAULT_LANGUAGE = "en"
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from sipprov import mailer
+from sipprov import i18n, mailer
 from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import (
@@ -74,6 +74,8 @@ FIELDS: tuple[tuple[str, Any, str], ...] = (
     ("sender_email", str, "sender e-mail for tickets"),
     ("sms_box", str, "default SMS box"),
     ("account_type", str, "account type (licence; create default: standard)"),
+    ("language", list(i18n.LANGUAGES),
+     "language of the credentials e-mail and the console (create default: [defaults] language)"),
 )
 # `set --clear FIELD`: optional fields (null clears them; caller_id and chat_name go back
 # to their defaults) and queues (no memberships).

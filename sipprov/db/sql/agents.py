@@ -17,7 +17,7 @@ SELECT u.id, u.first_name, u.last_name, u.login, u.email, u.phone,
        u.is_agent, u.extension, u.caller_id_name, u.chat_name,
        u.outbound_allowed, u.outbound_mode, u.outbound_number, u.manual_dial_any,
        u.default_ticket_queue, u.sender_email, u.sms_box, u.mute_mic, u.autologin_phone,
-       u.force_password_change, u.priority,
+       u.force_password_change, u.priority, u.language,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'name', q.name, 'kind', q.kind,
@@ -92,6 +92,7 @@ INSERT_COLUMNS = (
     "autologin_phone",
     "force_password_change",
     "priority",
+    "language",
     "web_password_hash",
     "sip_ha1_md5",
     "sip_ha1_sha256",
