@@ -130,3 +130,9 @@ def test_templates_render_per_language_and_escape() -> None:
     assert "Xin chào Ngọc," in vi and "15.000" in vi
     # One environment, no state kept between renders.
     assert "Hello Ngọc," in t.render(**i18n.gettext_context("en"), name="Ngọc", n=1)
+
+
+def test_full_name_order_follows_the_language() -> None:
+    assert i18n.full_name("Bích Ngọc", "Trần Thị", "vi") == "Trần Thị Bích Ngọc"
+    assert i18n.full_name("Łukasz", "Żółć", "pl") == "Łukasz Żółć"
+    assert i18n.full_name("Mary", "Smith", "en") == "Mary Smith"

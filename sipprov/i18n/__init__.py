@@ -19,6 +19,7 @@ from sipprov.i18n.languages import (
     is_supported,
     require_language,
 )
+from sipprov.i18n.names import full_name
 from sipprov.i18n.negotiation import negotiate, parse_accept_language
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "format_datetime",
     "format_decimal",
     "format_number",
+    "full_name",
     "gettext_context",
     "is_supported",
     "jinja_environment",
