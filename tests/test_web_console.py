@@ -208,3 +208,39 @@ def test_locked_out_login(browser, console: Console) -> None:
     wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.error")))
     assert "Too many failed logins" in text_of(browser, "p.error")
     assert browser.get_cookie("sipprov_session") is None
+
+
+def test_form_errors_stand_next_to_their_fields(browser, console: Console) -> None:
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/agents/new")
+    fill(browser, "first_name", "Jan")
+    fill(browser, "email", "not-an-e-mail")
+    fill(browser, "extension", "5")  # outside the pool's range
+    browser.find_element(By.ID, "save").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "form-errors")))
+    for name in ("last_name", "email"):
+        field = browser.find_element(By.ID, name)
+        assert field.get_attribute("aria-invalid") == "true"
+        assert f"{name}-error" in field.get_attribute("aria-describedby")
+        assert browser.find_element(By.ID, f"{name}-error").text
+    assert browser.find_element(By.ID, "first_name").get_attribute("value") == "Jan"
+
+
+def test_keyboard_only_login(browser, console: Console) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    browser.delete_all_cookies()
+    browser.get(console.url + "/login")
+    assert browser.switch_to.active_element.get_attribute("id") == "login"  # autofocus
+    browser.switch_to.active_element.send_keys("anna.admin", Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "password"
+    browser.switch_to.active_element.send_keys(ADMIN_PASSWORD, Keys.ENTER)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    # the first Tab on a page reaches the skip link, which moves focus to the content
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("class") == "skip"
+    headers = browser.execute_script("return fetch('/agents').then(r => r.headers.get("
+                                     "'Content-Security-Policy'))")
+    assert "script-src 'self'" in headers and "unsafe-inline" not in headers
+    assert browser.find_elements(By.CSS_SELECTOR, "script:not([src])") == []

@@ -110,7 +110,6 @@ GROUPS = (
 ALL_FIELDS = {f.name: f for g in GROUPS for f in g.fields}
 DEFAULTS: dict[str, Any] = {"role": "agent", "account_type": "standard", "is_agent": True,
                             "priority": "1", "outbound_mode": "manual"}
-MAX_ERRORS = 40
 # Queue kinds as the pages show them.
 KIND_LABELS = (N_("voice"), N_("chat"), N_("ticket"))
 
@@ -198,20 +197,21 @@ def _read(form: MultiDictProxy, queue_names: list[str], create: bool,
 
 def _check_all(model: type, data: dict[str, Any], errors: dict[str, str],
                message: Callable[[ValidationError], str]) -> None:
-    """Run the model's rules until every bad field has its error (a field that fails is
-    left out and the rest checked again)."""
-    data = {k: v for k, v in data.items() if k not in errors}
-    for _round in range(MAX_ERRORS):
+    """Every bad field gets its error: each field alone against AgentUpdate (the same
+    validators, all optional), then the whole input against `model`."""
+    for name, value in data.items():
+        if name in errors or name not in AgentUpdate.model_fields:
+            continue
         try:
-            parse(model, data)
-            return
+            parse(AgentUpdate, {name: value})
         except ValidationError as exc:
-            name = (exc.field or "_form").split(".")[0]
-            if name in errors or name not in data:
-                errors.setdefault(name, message(exc))
-                return
             errors[name] = message(exc)
-            del data[name]
+    if errors:
+        return
+    try:
+        parse(model, data)
+    except ValidationError as exc:
+        errors[(exc.field or "_form").split(".")[0]] = message(exc)
 
 
 def read_create(form: MultiDictProxy, queue_names: list[str], _: Callable[[str], str],

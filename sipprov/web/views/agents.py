@@ -15,7 +15,7 @@ from sipprov.agents.models import AgentCreate, AgentUpdate, parse
 from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
-from sipprov.errors import NotFoundError, SipprovError, ValidationError
+from sipprov.errors import ConfirmationRequired, NotFoundError, SipprovError, ValidationError
 from sipprov.web import agentform, applied, pages
 from sipprov.web.pages import admin_only
 
@@ -149,15 +149,21 @@ async def update(request: web.Request) -> web.StreamResponse:
     posted = agentform.read_update(pages.form(request), agent, [q.name for q in choices["queues"]],
                                    _, lambda e: pages.service_message(request, e))
     result = None
+    confirm = None
     if not posted.errors:
         try:
-            result = await run(services.pool, agents.update_agent, services.cfg, agent.id,
-                                               parse(AgentUpdate, posted.data), pages.actor(request))
+            result = await run(
+                services.pool, agents.update_agent, services.cfg, agent.id,
+                parse(AgentUpdate, posted.data), pages.actor(request),
+                force=pages.form(request).get("force") is not None)
+        except ConfirmationRequired as exc:  # e.g. a role without SIP drops the extension
+            confirm = exc.what
         except SipprovError as exc:
             posted.errors[(exc.field or "_form").split(".")[0]] = pages.service_message(request, exc)
     if result is None:
         return pages.render(request, "web/agents/form.html", _form_context(
-            choices, posted.values, posted.errors, creating=False, agent=agent), status=422)
+            choices, posted.values, posted.errors, creating=False, agent=agent, confirm=confirm),
+            status=409 if confirm else 422)
     if result.web_password or result.sip:  # new secrets: shown once, here
         state = await applied.wait(request, result.config_version)
         return pages.render(request, "web/agents/created.html", {
