@@ -32,6 +32,7 @@ from sipprov.agents import service as agents
 from sipprov.agents.models import AccountTypeCreate, AgentCreate, DepartmentCreate, QueueCreate
 from sipprov.config import Config
 from sipprov.db import database
+from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
 from sipprov.i18n import LANGUAGES
@@ -103,13 +104,13 @@ async def seed(cfg: Config, dsn: str) -> list[tuple[str, str]]:
             await database.upgrade(conn)
             await extensions.sync_pool(conn, cfg.extensions)
         for name in ("Warszawa", "Hà Nội"):
-            await lookups.create_department(pool, cfg, DepartmentCreate(name=name), "screens")
-        await lookups.create_account_type(pool, cfg, AccountTypeCreate(name="premium", max_users=25),
+            await run(pool, lookups.create_department, cfg, DepartmentCreate(name=name), "screens")
+        await run(pool, lookups.create_account_type, cfg, AccountTypeCreate(name="premium", max_users=25),
                                           "screens")
         queues = (("support", "voice"), ("sales", "voice"), ("czat-pl", "chat"), ("phieu-vn", "ticket"))
         for name, kind in queues:
-            await queue_service.create_queue(pool, cfg, QueueCreate(name=name, kind=kind), "screens")
-        await agents.create_agent(pool, cfg, AgentCreate(
+            await run(pool, queue_service.create_queue, cfg, QueueCreate(name=name, kind=kind), "screens")
+        await run(pool, agents.create_agent, cfg, AgentCreate(
             first_name="Ewa", last_name="Nowak", email="ewa.nowak@example.com", role="admin",
             is_agent=False, password=ADMIN[1], department="Warszawa"), "screens")
         phones = []
@@ -127,7 +128,7 @@ async def seed(cfg: Config, dsn: str) -> list[tuple[str, str]]:
              "is_agent": False, "department": "Hà Nội"},
         ]
         for person in people:
-            created = await agents.create_agent(pool, cfg, AgentCreate(**person), "screens")
+            created = await run(pool, agents.create_agent, cfg, AgentCreate(**person), "screens")
             if created.sip is not None and len(phones) < 2:
                 phones.append((created.sip.username, created.sip.password))
         return phones

@@ -11,6 +11,7 @@ from sipprov.agents import naming
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
 from sipprov.config import Config
+from sipprov.db.transaction import run
 
 NAMES = ["Łukasz Żółć", "Trần Thị Bích Ngọc", "Đặng Quốc Bảo", "Ǹgozi Ḿbeki", "Zoë Çelik",
          "Małgorzata Wiśniewska", "Nguyễn Văn Ánh", "Ōtsuka Ŝtefan"]
@@ -39,7 +40,7 @@ async def test_search_with_or_without_diacritics(cfg: Config, agent_pool: asyncp
     for first, last, email in (("Łukasz", "Żółć", "l@example.com"),
                                ("Trần Thị Bích", "Ngọc", "n@example.com"),
                                ("Đặng", "Quốc Bảo", "b@example.com")):
-        await agents.create_agent(agent_pool, cfg, AgentCreate(first_name=first, last_name=last,
+        await run(agent_pool, agents.create_agent, cfg, AgentCreate(first_name=first, last_name=last,
                                                                email=email), "test")
     page = await agents.search_agents(agent_pool, q=query)
     assert [a.first_name for a in page.items] == [found]
@@ -49,10 +50,10 @@ async def test_search_by_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     from sipprov.agents.models import QueueCreate
     from sipprov.directory import queues
 
-    await queues.create_queue(agent_pool, cfg, QueueCreate(name="support"), "test")
-    await agents.create_agent(agent_pool, cfg, AgentCreate(
+    await run(agent_pool, queues.create_queue, cfg, QueueCreate(name="support"), "test")
+    await run(agent_pool, agents.create_agent, cfg, AgentCreate(
         first_name="Jan", last_name="Kowalski", email="j@example.com", queues=[{"name": "support"}]), "test")
-    await agents.create_agent(agent_pool, cfg, AgentCreate(
+    await run(agent_pool, agents.create_agent, cfg, AgentCreate(
         first_name="Anna", last_name="Nowak", email="a@example.com"), "test")
     members = (await agents.search_agents(agent_pool, queue="SUPPORT")).items
     assert [a.login for a in members] == ["jan.kowalski"]

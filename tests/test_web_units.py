@@ -15,6 +15,7 @@ from sipprov.agents import preview, provisioning
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
 from sipprov.config import Config
+from sipprov.db.transaction import run
 from sipprov.web import agentform, language, pages, qr
 
 
@@ -68,7 +69,7 @@ def test_create_form_builds_the_api_input() -> None:
 
 
 async def test_update_form_sends_only_what_changed(cfg: Config, agent_pool: asyncpg.Pool) -> None:
-    agent = (await agents.create_agent(agent_pool, cfg, AgentCreate(
+    agent = (await run(agent_pool, agents.create_agent, cfg, AgentCreate(
         first_name="Jan", last_name="Kowalski", email="j@example.com"), "t")).agent
     values = agentform.values_of(agent)
     fields = {k: v for k, v in values.items() if isinstance(v, str)}
@@ -101,7 +102,7 @@ async def test_preview_of_a_create(cfg: Config, agent_pool: asyncpg.Pool) -> Non
     first = await preview.preview_create(agent_pool, cfg, "Łukasz", "Żółć")
     assert (first.login, first.caller_id, first.chat_name, first.extension) == (
         "lukasz.zolc", "l.zolc", "Łukasz Żółć", cfg.extensions.first)
-    await agents.create_agent(agent_pool, cfg, AgentCreate(
+    await run(agent_pool, agents.create_agent, cfg, AgentCreate(
         first_name="Łukasz", last_name="Żółć", email="l@example.com"), "t")
     second = await preview.preview_create(agent_pool, cfg, "Lukasz", "Zolc")
     assert second.login == "lukasz.zolc2" and second.extension == cfg.extensions.first + 1
