@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything sipprov needs on a fresh Debian 12 machine, as root:
 # Debian packages (Python venv, debootstrap, SIPp), a virtualenv with sipprov and its
-# test dependencies, and the development PBX root (Asterisk 22, built once and cached).
+# extras (dev: the embedded PostgreSQL; test; bench; lint: ruff and mypy) at the versions
+# pinned in requirements.lock, and the development PBX root (Asterisk 22, built once).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing sipprov and its dependencies into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,bench]'
+# -c: the exact versions of requirements.lock (scripts/lock.sh), not whatever is newest.
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,test,bench,lint]'
 
 echo "==> development PBX root (Asterisk 22; built once, then cached)"
 .venv/bin/sipprov pbx build

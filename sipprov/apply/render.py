@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 
+from sipprov._resources import template_root
 from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot
 from sipprov.config import AsteriskConfig, Config
 
@@ -38,8 +39,8 @@ MODULE_FOR_FILE = {
     QUEUES_CONF: "app_queue.so",
 }
 
-# The templates live at the top of the repository (templates/, dialplan/).
-TEMPLATE_ROOT = Path(__file__).resolve().parents[2]
+# templates/ and dialplan/: in the wheel, or at the top of the checkout.
+TEMPLATE_ROOT = template_root()
 
 # Both digests in one auth section: Asterisk 22 accepts one password_digest per
 # algorithm (see pjsip.conf.sample, "You can specify this parameter once for each
