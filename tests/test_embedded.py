@@ -81,18 +81,22 @@ def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _postgres_pids(data_dir: Path) -> list[int]:
-    """postmaster processes serving data_dir (from /proc: no helper to trust)."""
-    pids = []
+    """Postmasters serving data_dir, from /proc: not pg_ctl's or initdb's short-lived
+    `postgres -C/--boot` runs, nor a child forked a moment ago that still has the
+    postmaster's command line."""
+    found: dict[int, tuple[list[bytes], int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if argv and argv[0].endswith(b"/postgres") and str(data_dir.resolve()).encode() in argv:
-            pids.append(int(proc.name))
-    return pids
+            found[int(proc.name)] = (argv, ppid)
+    return sorted(pid for pid, (argv, ppid) in found.items()
+                  if ppid not in found and not {b"-C", b"--boot", b"--single"} & set(argv))
 
 
 @pytest.mark.usefixtures("system_postgres_port")
