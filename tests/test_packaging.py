@@ -23,6 +23,7 @@ from sipprov.agents.models import AgentCreate
 from sipprov.cli.main import main
 from sipprov.config import Config
 from sipprov.db import database
+from sipprov.db.transaction import run
 from sipprov.pbx import sipp
 from tests.pbx_fixtures import clean_asterisk
 
@@ -94,7 +95,7 @@ def test_without_a_dsn_and_without_the_dev_extra_the_error_says_what_to_install(
 async def _create_agent(pool: asyncpg.Pool, cfg: Config) -> None:
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
-    await agents.create_agent(pool, cfg, AgentCreate(
+    await run(pool, agents.create_agent, cfg, AgentCreate(
         first_name="Wheel", last_name="Agent", email="wheel@example.com",
         sip_password=SIP_PASSWORD), "test")
 
