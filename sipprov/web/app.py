@@ -4,19 +4,18 @@ and the routes. Served at / on the API's port by `sipprov serve`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from sipprov._resources import template_root
 from sipprov.i18n.jinja import prepare_environment
 from sipprov.web import imports
 from sipprov.web.middleware import console_middleware
 from sipprov.web.views import agents, asterisk, auth, directory, me
 from sipprov.web.views import imports as import_views
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = template_root()  # the wheel's copy of templates/, or the checkout's
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "templates" / "web" / "static"
 
