@@ -12,6 +12,7 @@ from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
 from sipprov.config import Config
 from sipprov.db.transaction import run
+from sipprov.errors import ValidationError
 
 NAMES = ["Łukasz Żółć", "Trần Thị Bích Ngọc", "Đặng Quốc Bảo", "Ǹgozi Ḿbeki", "Zoë Çelik",
          "Małgorzata Wiśniewska", "Nguyễn Văn Ánh", "Ōtsuka Ŝtefan"]
@@ -57,4 +58,6 @@ async def test_search_by_queue(cfg: Config, agent_pool: asyncpg.Pool) -> None:
         first_name="Anna", last_name="Nowak", email="a@example.com"), "test")
     members = (await agents.search_agents(agent_pool, queue="SUPPORT")).items
     assert [a.login for a in members] == ["jan.kowalski"]
-    assert (await agents.search_agents(agent_pool, queue="nope")).items == []
+    with pytest.raises(ValidationError) as exc:  # unknown is an error, not an empty page
+        await agents.search_agents(agent_pool, queue="nope")
+    assert exc.value.field == "queue" and "nope" in exc.value.message

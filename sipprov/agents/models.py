@@ -80,8 +80,28 @@ class QueueAssignment(_Input):
         return validation.queue_name(v, "name")
 
 
+def _canonical_number(value: Any, field_name: str) -> Any:
+    """A number given as text (CSV, a lax client) must be written as the number it is:
+    `"0123"` is refused rather than read as 123 (an extension or queue number with a
+    leading zero is a different dial string). Other types go on to pydantic."""
+    if isinstance(value, bool):
+        raise validation.Refused(field_name, "must be a number, not true/false")
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise validation.Refused(field_name, "must be an integer")
+        if len(text) > 1 and text.startswith("0"):
+            raise validation.Refused(field_name, "must not start with 0 (0123 is not 123)")
+    return value
+
+
 class _AgentFields(_Input):
     """Validators shared by create and update (fields are declared by each model)."""
+
+    @field_validator("extension", mode="before", check_fields=False)
+    @classmethod
+    def _extension(cls, v: Any, info: pydantic.ValidationInfo) -> Any:
+        return v if v is None else _canonical_number(v, info.field_name)
 
     @field_validator("first_name", "last_name", check_fields=False)
     @classmethod
@@ -288,6 +308,11 @@ class QueueCreate(_Input):
     def _name(cls, v: str) -> str:
         return validation.queue_name(v, "name")
 
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        return v if v is None else _canonical_number(v, "number")
+
 
 class QueueUpdate(_Patch):
     """PATCH a queue; `number: null` removes the number, leaving kind voice releases it."""
@@ -298,6 +323,11 @@ class QueueUpdate(_Patch):
     kind: QueueKind | None = None
     strategy: QueueStrategy | None = None
     number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        return v if v is None else _canonical_number(v, "number")
 
     @field_validator("name", "kind", "strategy", mode="after")
     @classmethod

@@ -173,13 +173,15 @@ async def search_agents(
     q: str | None = None,
     role: str | None = None,
     department: str | None = None,
+    queue: str | None = None,
     agents_only: bool = False,
     limit: int = 50,
     cursor: str | None = None,
-    queue: str | None = None,
 ) -> Page:
-    """Users in name order; `q` matches name (with or without diacritics), login,
-    e-mail (substring) or extension (exact); `queue`: members of that queue only.
+    """Users in name order. Every word of `q` must appear in the name, login or e-mail
+    (substring; case and diacritics ignored: `Nguyen Van` finds `Nguyễn Văn An`), or
+    `q` is an extension (exact). A role, department or queue filter that names nothing
+    is an error naming the value, not an empty page.
 
     Keyset pagination: `next` is an opaque cursor for the following page, or None.
     """
@@ -188,28 +190,35 @@ async def search_agents(
     after = _decode_cursor(cursor) if cursor else None
     if role is not None:
         role = validation.no_control(role, "role", max_len=validation.ROLE_NAME_MAX)
+        if await dir_sql.get_role(conn, role) is None:
+            raise ValidationError(f"role: unknown role {role}", "role")
     if department is not None:
         department = validation.no_control(department, "department", max_len=validation.DEPARTMENT_NAME_MAX)
+        if await dir_sql.get_department(conn, department) is None:
+            raise ValidationError(f"department: unknown department {department}", "department")
     if queue is not None:
-        queue = validation.no_control(queue, "queue", max_len=200)
-    pattern = extension = folded = None
+        queue = validation.no_control(queue, "queue", max_len=validation.QUEUE_NAME_MAX)
+        if await queue_sql.get(conn, queue) is None:
+            raise ValidationError(f"queue: unknown queue {queue}", "queue")
+    words: list[str] = []
+    extension = None
     if q is not None and q.strip():
         text = validation.no_control(q.strip(), "q", max_len=200)
-        pattern = sql.like_contains(text)
-        folded = sql.like_contains(naming.fold_ascii(text).lower()) if naming.fold_ascii(text) else None
+        words = text.split()
+        if len(words) > sql.SEARCH_MAX_WORDS:
+            raise ValidationError(f"q: at most {sql.SEARCH_MAX_WORDS} words", "q")
         if text.isdecimal() and len(text) <= 9:  # isdigit() takes "²", which int() refuses
             extension = int(text)
     rows = await sql.search(
         conn,
-        pattern=pattern,
+        words=words,
         extension=extension,
         role=role,
         department=department,
+        queue=queue,
         agents_only=agents_only,
         after=after,
         limit=limit + 1,
-        folded=folded,
-        queue=queue,
     )
     items = [agent_from_row(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -560,10 +569,13 @@ async def _refuse_silent_loss(
 # --- delete --------------------------------------------------------------------------
 
 
-async def delete_agent(conn: asyncpg.Connection, cfg: Config, agent_id: int, actor: str) -> int | None:
+async def delete_agent(
+    conn: asyncpg.Connection, cfg: Config, agent_id: int, actor: str, *, bump: bool = True
+) -> int | None:
     """Delete a user (memberships, campaigns and avatar go with it) and free its extension.
 
-    Returns the config version when Asterisk had the user (a SIP account), else None.
+    Returns the config version when Asterisk had the user (a SIP account), else None;
+    bump=False (bulk import) leaves the bump to the caller and returns None.
     """
     transaction.require(conn)
     row = await sql.lock(conn, agent_id)
@@ -580,7 +592,7 @@ async def delete_agent(conn: asyncpg.Connection, cfg: Config, agent_id: int, act
         agent_id,
         {"login": row["login"], "email": row["email"], "extension": row["extension"]},
     )
-    return await config_state.bump(conn) if row["extension"] is not None else None
+    return await config_state.bump(conn) if row["extension"] is not None and bump else None
 
 
 # --- web passwords -------------------------------------------------------------------

@@ -57,9 +57,11 @@ AGENT_COLUMNS: tuple[str, ...] = (
     "queues",
 )
 SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")
-# Columns that say how to apply a row rather than what the agent is: `force` confirms
-# an update that drops data (the API's ?force=true).
-CONTROL_COLUMNS: tuple[str, ...] = ("force",)
+# Columns that say how to apply a row rather than what the agent is: `action` (create,
+# update, delete; empty: update when the row matches an agent, else create) and `force`,
+# which confirms an update that drops data (the API's ?force=true).
+CONTROL_COLUMNS: tuple[str, ...] = ("action", "force")
+ACTIONS: tuple[str, ...] = ("create", "update", "delete")
 IMPORT_COLUMNS: tuple[str, ...] = AGENT_COLUMNS + SECRET_COLUMNS
 ERROR_COLUMN = "error"
 # API-only fields: an import never e-mails (the credentials file is handed out instead).
@@ -165,6 +167,14 @@ def parse_bool(cell: str, column: str) -> bool:
     if value in ("true", "yes", "1", "on"):
         return True
     raise ValidationError(f"{column}: must be true or false", column)
+
+
+def parse_action(cell: str) -> str:
+    """The `action` cell: one of ACTIONS, or "" (decided by the match)."""
+    value = cell.strip().lower()
+    if value and value not in ACTIONS:
+        raise ValidationError(f"action: must be one of {', '.join(ACTIONS)} (or empty)", "action")
+    return value
 
 
 def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS + CONTROL_COLUMNS) -> CsvFile:

@@ -134,7 +134,7 @@ class ImportOptions:
 @dataclass
 class RowResult:
     line: int
-    # create | update | unchanged | error
+    # create | update | unchanged | delete | error
     action: str
     login: str | None = None
     extension: int | None = None
@@ -179,6 +179,7 @@ class ImportReport:
             "created": self.count("create"),
             "updated": self.count("update"),
             "unchanged": self.count("unchanged"),
+            "deleted": self.count("delete"),
             "rejected": self.count("error"),
             "config_version": self.config_version,
             "applied": None if self.wait is None else self.wait.applied,
@@ -311,14 +312,25 @@ class _Importer:
             for i, row in enumerate(self.rows):
                 uid = matched.get(i)
                 try:
+                    action = agentcsv.parse_action(row.csv.cells.get("action", ""))
+                    if uid is None:
+                        self._check_unmatched(row, action)
+                    elif action == "create":
+                        raise ValidationError(
+                            f"login: action create, but agent {loaded[uid].login} exists", "login")
                     if uid is not None:
                         if uid in seen_agent:
                             raise ValidationError(
                                 f"login: the same agent as line {seen_agent[uid]}", "login")
                         seen_agent[uid] = row.csv.line
                         row.agent = loaded[uid]
-                        row.result.action = "update"
-                        self._validate_update(row)
+                        row.result.agent_id = uid
+                        row.result.login = row.agent.login
+                        if action == "delete":
+                            row.result.action = "delete"
+                        else:
+                            row.result.action = "update"
+                            self._validate_update(row)
                     else:
                         await self._validate_create(row)
                 except SipprovError as exc:
@@ -326,11 +338,31 @@ class _Importer:
                 bar.update()
         self._check_file_duplicates()
 
+    @staticmethod
+    def _check_unmatched(row: _Row, action: str) -> None:
+        """A row that matches no agent creates one, unless it names an agent to change
+        (action update/delete, or a login without what a new agent needs): then the
+        unknown login or e-mail is the error, named."""
+        cells = row.csv.cells
+        login = cells.get("login", "").strip()
+        email = cells.get("email", "").strip()
+        who = f"login {login}" if login else f"e-mail {email}"
+        field_name = "login" if login else "email"
+        if action in ("update", "delete"):
+            raise ValidationError(f"{field_name}: no agent with {who} to {action}", field_name)
+        missing = [c for c in ("first_name", "last_name", "email") if not cells.get(c, "").strip()]
+        if not action and login and missing:
+            raise ValidationError(
+                f"login: no agent with login {login}; a new agent also needs {', '.join(missing)}",
+                "login")
+
     def _validate_update(self, row: _Row) -> None:
         assert row.agent is not None
         data: dict[str, Any] = {}
         for col, cell in row.csv.cells.items():
             value = cell.strip()
+            if col == "action":
+                continue
             if col == "force":
                 row.force = agentcsv.parse_bool(cell, col)
             elif col == "password":
@@ -389,7 +421,7 @@ class _Importer:
         emails: dict[str, int] = {}
         numbers: dict[int, int] = {}
         for row in self.rows:
-            if not row.ok:
+            if not row.ok or row.result.action == "delete":
                 continue
             if row.create is not None:
                 login = row.create.login
@@ -423,10 +455,20 @@ class _Importer:
         with self.progress.step("update", len(updates)) as bar:
             for row in updates:
                 try:
-                    await self._update_one(row)
+                    if row.result.action == "delete":
+                        await self._delete_one(row)
+                    else:
+                        await self._update_one(row)
                 except SipprovError as exc:
                     row.fail(exc)
                 bar.update()
+
+    async def _delete_one(self, row: _Row) -> None:
+        """`action` delete: the agent service's delete, in a savepoint; the file bumps."""
+        assert row.agent is not None
+        async with self.conn.transaction():
+            await agents.delete_agent(self.conn, self.cfg, row.agent.id, self.opts.actor, bump=False)
+        self.bump_needed = self.bump_needed or row.agent.extension is not None
 
     def _changed_fields(self, row: _Row) -> dict[str, Any]:
         """The row's cells that differ from the stored agent (validated values)."""

@@ -17,7 +17,7 @@ from sipprov.agents.models import (
     WebPasswordSet,
     parse,
 )
-from sipprov.agents.validation import DEPARTMENT_NAME_MAX, ROLE_NAME_MAX
+from sipprov.agents.validation import DEPARTMENT_NAME_MAX, QUEUE_NAME_MAX, ROLE_NAME_MAX
 from sipprov.db.transaction import run
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
@@ -66,6 +66,7 @@ async def list_agents(request: web.Request) -> web.Response:
         q=query_str(request, "q"),
         role=query_str(request, "role", ROLE_NAME_MAX),
         department=query_str(request, "department", DEPARTMENT_NAME_MAX),
+        queue=query_str(request, "queue", QUEUE_NAME_MAX),
         agents_only=bool(query_bool(request, "agents_only", False)),
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         cursor=query_str(request, "cursor", 512),
@@ -114,10 +115,14 @@ async def rotate_sip_password(request: web.Request) -> web.Response:
 
 LIST_PARAMS = (
     Param("q", {"type": "string", "maxLength": 200},
-          "search first/last name, login, e-mail and extension"),
-    Param("role", {"type": "string", "maxLength": ROLE_NAME_MAX}, "only users of this role"),
+          "every word in the first/last name, login or e-mail (case and diacritics"
+          " ignored), or an extension"),
+    Param("role", {"type": "string", "maxLength": ROLE_NAME_MAX},
+          "only users of this role (unknown: 422)"),
     Param("department", {"type": "string", "maxLength": DEPARTMENT_NAME_MAX},
-          "only users of this department"),
+          "only users of this department (unknown: 422)"),
+    Param("queue", {"type": "string", "maxLength": QUEUE_NAME_MAX},
+          "only members of this queue (unknown: 422)"),
     Param("agents_only", {"type": "boolean"}, "only users that are agents"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
           f"page size (default {DEFAULT_LIMIT})"),

@@ -3,6 +3,7 @@ outermost, then authentication) and the per-process login rate limiter."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -12,11 +13,13 @@ from aiohttp import web
 from sipprov import web as web_console
 from sipprov.access.ratelimit import LoginRateLimiter
 from sipprov.context import Services
+from sipprov.errors import ValidationError
 from sipprov.http import agents, auth_routes, avatars, directory, openapi, queues, status
 from sipprov.http.auth import auth_middleware
-from sipprov.http.errors import error_middleware
+from sipprov.http.errors import Handler, error_middleware
 from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
 from sipprov.http.routes import Route
+from sipprov.http.waiting import PARAMS as WAIT_PARAMS
 
 
 def route_table() -> list[Route]:
@@ -48,6 +51,26 @@ def create_app(services: Services, *, clock: Callable[[], float] = time.monotoni
     app[PUBLIC_ROUTES] = frozenset((r.method, r.path) for r in routes if r.public)
     app[OPENAPI_DOCUMENT] = json.dumps(openapi.build_document(routes)).encode()
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        app.router.add_route(route.method, route.path, known_query_only(route),
+                             name=route.operation_id)
     web_console.setup(app)  # the console at / (its own middleware; /api/ passes through)
     return app
+
+
+def known_query_only(route: Route) -> Handler:
+    """The route's handler behind a check that every query parameter is one the route
+    documents: a misspelt filter (`?departmnet=x`) is a 422 naming it, not a list that
+    silently ignores it."""
+    known = {p.name for p in route.query if p.where == "query"}
+    if route.waits:
+        known |= {p.name for p in WAIT_PARAMS}
+    takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+
+    @functools.wraps(route.handler)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        for name in request.query:
+            if name not in known:
+                raise ValidationError(f"{name[:60]}: unknown query parameter; {takes}", name[:60])
+        return await route.handler(request)
+
+    return handler

@@ -77,8 +77,8 @@ def error_statuses(route: Route) -> list[int]:
         statuses |= {413, 422}
         if JSON in route.body_media:
             statuses.add(400)
-    if route.query or route.waits:
-        statuses.add(422)
+    # Every route refuses query parameters it does not document (422 naming them).
+    statuses.add(422)
     if "{" in route.path:
         # A name that cannot exist is a 404 for some lookups and a 422 naming the
         # parameter for others (the service layer's whitelist speaks first).

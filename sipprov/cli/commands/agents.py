@@ -134,6 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("-q", "--q", dest="q", help="name, login, e-mail (substring) or extension")
     ls.add_argument("--role", help="only this role")
     ls.add_argument("--department", help="only this department")
+    ls.add_argument("--queue", help="only members of this queue")
     ls.add_argument("--agents-only", action="store_true", help="only users flagged as agents")
     ls.add_argument("--limit", type=int, default=50, help="page size (default 50, max 500)")
     ls.add_argument("--cursor", help="the next page's cursor (printed after a page)")
@@ -346,7 +347,7 @@ async def list_(cfg: Config, args: argparse.Namespace) -> int:
         cursor = args.cursor
         while True:
             page = await agents.search_agents(
-                pool, q=args.q, role=args.role, department=args.department,
+                pool, q=args.q, role=args.role, department=args.department, queue=args.queue,
                 agents_only=args.agents_only, limit=args.limit, cursor=cursor)
             items.extend(page.items)
             cursor = page.next
@@ -476,7 +477,8 @@ async def import_(cfg: Config, args: argparse.Namespace) -> int:
 
 def _import_lines(report: bulk.ImportReport) -> list[str]:
     counts = (f"{report.count('create')} created, {report.count('update')} updated,"
-              f" {report.count('unchanged')} unchanged, {report.count('error')} bad")
+              f" {report.count('unchanged')} unchanged, {report.count('delete')} deleted,"
+              f" {report.count('error')} bad")
     lines: list[str] = []
     if report.dry_run:
         for r in report.rows:

@@ -41,28 +41,27 @@ LEFT JOIN departments d ON d.id = u.department_id
 GET = AGENT_SELECT + "WHERE u.id = $1"
 FIND = AGENT_SELECT + "WHERE lower(u.login) = lower($1) OR lower(u.email) = lower($1) ORDER BY u.id LIMIT 1"
 
-# Keyset pagination in name order; $6-$8 is the last row of the previous page.
+# Keyset pagination in name order; $6-$8 is the last row of the previous page. Every
+# word of a query ($10 ...: LIKE patterns, folded here, added by search()) must be in the
+# folded name/login/e-mail (sipprov_fold, migration 008, and its trigram index, 009), or the
+# whole query is the extension ($2).
+SEARCH_TEXT = "sipprov_fold(u.first_name || ' ' || u.last_name || ' ' || u.login || ' ' || u.email)"
 SEARCH = (
     AGENT_SELECT
     + """
-WHERE ($1::text IS NULL
-       OR (u.first_name || ' ' || u.last_name) ILIKE $1
-       OR (u.last_name || ' ' || u.first_name) ILIKE $1
-       OR u.login ILIKE $1 OR u.email ILIKE $1
-       OR u.extension = $2
-       OR sipprov_fold(u.first_name || ' ' || u.last_name) LIKE $10
-       OR sipprov_fold(u.last_name || ' ' || u.first_name) LIKE $10)
+WHERE ({words} OR u.extension = $2)
   AND ($3::text IS NULL OR lower(r.name) = lower($3))
   AND ($4::text IS NULL OR lower(d.name) = lower($4))
   AND (NOT $5::boolean OR u.is_agent)
-  AND ($11::text IS NULL OR EXISTS (
-        SELECT 1 FROM queue_members qm JOIN queues q ON q.id = qm.queue_id
-        WHERE qm.user_id = u.id AND lower(q.name) = lower($11)))
   AND ($6::text IS NULL OR (lower(u.last_name), lower(u.first_name), u.id) > ($6, $7, $8::bigint))
+  AND ($9::text IS NULL OR EXISTS (
+        SELECT 1 FROM queue_members qm JOIN queues qq ON qq.id = qm.queue_id
+        WHERE qm.user_id = u.id AND lower(qq.name) = lower($9)))
 ORDER BY lower(u.last_name), lower(u.first_name), u.id
-LIMIT $9
+LIMIT $1
 """
 )
+SEARCH_MAX_WORDS = 8
 
 NEXT_ID = "SELECT nextval(pg_get_serial_sequence('users', 'id'))"
 
@@ -171,21 +170,28 @@ async def find(conn: asyncpg.Connection | asyncpg.Pool, login_or_email: str) -> 
 async def search(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
-    pattern: str | None,
+    words: list[str],
     extension: int | None,
     role: str | None,
     department: str | None,
+    queue: str | None,
     agents_only: bool,
     after: tuple[str, str, int] | None,
     limit: int,
-    folded: str | None = None,
-    queue: str | None = None,
 ) -> list[asyncpg.Record]:
-    """`folded`: the pattern folded like sipprov_fold (names without diacritics)."""
+    """Each of `words` must appear (diacritics and case ignored), or q is the extension."""
+    if len(words) > SEARCH_MAX_WORDS:
+        raise ValueError(f"at most {SEARCH_MAX_WORDS} words")
     last, first, last_id = after if after else (None, None, None)
+    if words:
+        each = [f"{SEARCH_TEXT} LIKE sipprov_fold(${10 + i})" for i in range(len(words))]
+        cond = "(" + " AND ".join(each) + ")"
+    else:
+        cond = "($2::integer IS NULL)"
+    query = SEARCH.format(words=cond)
+    patterns = [like_contains(w) for w in words]
     return await conn.fetch(
-        SEARCH, pattern, extension, role, department, agents_only, last, first, last_id, limit,
-        folded, queue,
+        query, limit, extension, role, department, agents_only, last, first, last_id, queue, *patterns
     )
 
 
