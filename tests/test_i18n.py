@@ -136,3 +136,9 @@ def test_full_name_order_follows_the_language() -> None:
     assert i18n.full_name("Bích Ngọc", "Trần Thị", "vi") == "Trần Thị Bích Ngọc"
     assert i18n.full_name("Łukasz", "Żółć", "pl") == "Łukasz Żółć"
     assert i18n.full_name("Mary", "Smith", "en") == "Mary Smith"
+
+
+def test_datetime_in_a_named_time_zone() -> None:
+    moment = datetime(2026, 3, 12, 14, 5, 0, tzinfo=UTC)
+    assert "15:05" in i18n.format_datetime(moment, "pl", tz="Europe/Warsaw")
+    assert "21:05" in i18n.format_datetime(moment, "vi", tz="Asia/Ho_Chi_Minh")

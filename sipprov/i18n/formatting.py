@@ -11,8 +11,10 @@ from babel import dates, numbers
 
 def format_datetime(value: datetime, language: str, format: str = "medium",
                     tz: tzinfo | str | None = None) -> str:
-    """A timestamp in the language's style; `tz` converts first (default: as given)."""
-    return dates.format_datetime(value, format=format, tzinfo=tz, locale=language)
+    """A timestamp in the language's style; `tz` (a tzinfo or a name such as
+    "Europe/Warsaw") converts first (default: as given)."""
+    zone = dates.get_timezone(tz) if isinstance(tz, str) else tz
+    return dates.format_datetime(value, format=format, tzinfo=zone, locale=language)
 
 
 def format_date(value: date | datetime, language: str, format: str = "medium") -> str:

@@ -38,7 +38,7 @@ class Field:
     label: str
     kind: str = "text"          # text, email, number, checkbox, select, password
     required: bool = False
-    options: str | None = None  # roles, departments, account_types, ticket_queues, outbound_modes
+    options: str | None = None  # roles, departments, account_types, ticket_queues, outbound_modes, languages
     hint: str | None = None
     create_only: bool = False
     maxlength: int | None = None
@@ -65,6 +65,8 @@ GROUPS = (
         Field("role", N_("Role"), kind="select", options="roles", required=True),
         Field("account_type", N_("Account type"), kind="select", options="account_types",
               required=True),
+        Field("language", N_("Language"), kind="select", options="languages", required=True,
+              hint=N_("The credentials e-mail and the console speak it to this user.")),
     )),
     Group("telephony", N_("Telephony"), (
         Field("is_agent", N_("User is an agent (gets a SIP account, extension and queues)"),

@@ -1,8 +1,8 @@
 """Which language a console page speaks (sipprov.i18n does the translating).
 
-Order: the language picked in the console (stored in the session; before login a
-cookie), then the browser's Accept-Language, then English. Issue 16's per-user
-`language` joins this order as the user's own choice once the user record has it.
+Logged in: the language switched to in this session, else the user's own `language`
+(the user record's; the console opens in it). Before login: the language picked on
+these pages (a cookie), then the browser's Accept-Language, then English.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from sipprov import i18n
 
 LANG_COOKIE = "sipprov_lang"
+DEFAULT = i18n.DEFAULT_LANGUAGE
 
 
 def valid(code: str | None) -> str | None:

@@ -52,9 +52,7 @@ async def _page(request: web.Request, handler: Handler) -> web.StreamResponse:
         user = await sessions.current(pool, request.cookies.get(sessions.SESSION_COOKIE))
         request[keys.USER] = user
         if user is not None:
-            request[keys.LANG] = language.choose(
-                user.language, request.cookies.get(language.LANG_COOKIE),
-                accept=request.headers.get("Accept-Language"))
+            request[keys.LANG] = language.choose(user.language, user.user_language)
             _ = i18n.translations(request[keys.LANG]).gettext
         if request.method == "POST":
             form = await request.post()

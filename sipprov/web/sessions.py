@@ -35,7 +35,9 @@ class WebUser:
     role: str
     must_change_password: bool
     csrf_token: str
+    # Switched to in this session (None: not switched), and the user record's own.
     language: str | None
+    user_language: str
     id_hash: bytes
 
     @property
@@ -76,7 +78,7 @@ async def current(pool: asyncpg.Pool, cookie_value: str | None) -> WebUser | Non
         user_id=row["user_id"], login=row["login"], first_name=row["first_name"],
         last_name=row["last_name"], role=row["role"],
         must_change_password=row["force_password_change"], csrf_token=row["csrf_token"],
-        language=row["language"], id_hash=id_hash,
+        language=row["language"], user_language=row["user_language"], id_hash=id_hash,
     )
 
 

@@ -14,7 +14,7 @@ INSERT = (
 # user without a web password has no session any more.
 LOOKUP = (
     "SELECT s.user_id, s.csrf_token, s.language, u.login, u.first_name, u.last_name,"
-    " u.force_password_change, r.name AS role"
+    " u.force_password_change, u.language AS user_language, r.name AS role"
     " FROM web_sessions s JOIN users u ON u.id = s.user_id JOIN roles r ON r.id = u.role_id"
     " WHERE s.id_hash = $1 AND s.expires_at > now() AND r.web_login"
     " AND u.web_password_hash IS NOT NULL"

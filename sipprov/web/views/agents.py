@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sipprov import mailer
+from sipprov import i18n, mailer
 from sipprov.agents import preview as agent_preview
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate, parse
@@ -48,6 +48,7 @@ async def _choices(request: web.Request) -> dict[str, Any]:
         "account_types": [(t.name, t.name) for t in await lookups.list_account_types(pool)],
         "ticket_queues": [(q.name, q.name) for q in queues if q.kind == "ticket"],
         "outbound_modes": [("manual", _("manual")), ("automatic", _("automatic"))],
+        "languages": [(code, i18n.display_name(code)) for code in i18n.LANGUAGES],
         "queues": queues,
     }
 
@@ -81,7 +82,8 @@ def _form_context(choices: dict[str, Any], values: dict[str, Any], errors: dict[
 @admin_only
 async def new_form(request: web.Request) -> web.StreamResponse:
     choices = await _choices(request)
-    values = dict(agentform.DEFAULTS, queues={})
+    values = dict(agentform.DEFAULTS, queues={},
+                  language=pages.services(request).cfg.defaults.language)
     return pages.render(request, "web/agents/form.html",
                         _form_context(choices, values, {}, creating=True))
 

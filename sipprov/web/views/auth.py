@@ -61,8 +61,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         ctx["error"] = _("Wrong login or password.")
         return pages.render(request, "web/login.html", ctx, status=401)
     limiter.success(login_name)
-    chosen = language.valid(request.cookies.get(language.LANG_COOKIE))
-    value = await sessions.start(services.pool, result.user_id, chosen)
+    # No language of its own: the session speaks the user's until they switch it.
+    value = await sessions.start(services.pool, result.user_id, None)
     target = "/password" if result.must_change_password else (next_page or "/")
     response = pages.redirect(target)
     security.set_cookie(response, request, sessions.SESSION_COOKIE, value)
