@@ -1,7 +1,7 @@
 """Time the steps of every apply the service's applier runs, without changing it.
 
 The applier calls its collaborators through their modules (snapshot_mod.load,
-render_mod.render, files_mod.write_changed, files_mod.keep_good, config_state.
+render_mod.render_isolating, files_mod.write_changed, files_mod.keep_good, config_state.
 mark_applied) and AMI through its client; wrapping those module attributes and
 AmiClient's methods for the duration of a stage gives, per apply, how long each step
 took. Applies run one at a time (the applier's mutex), so the steps go to the apply in
@@ -108,7 +108,8 @@ def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
     patch(snapshot_mod, "load", _wrap_async(trace, lambda *a, **k: "snapshot", snapshot_mod.load))
     patch(config_state, "mark_applied",
           _wrap_async(trace, lambda *a, **k: "mark_applied", config_state.mark_applied))
-    patch(render_mod, "render", _wrap_sync(trace, "render", render_mod.render))
+    patch(render_mod, "render_isolating",
+          _wrap_sync(trace, "render", render_mod.render_isolating))
     patch(files_mod, "write_changed", _wrap_sync(trace, "write_files", files_mod.write_changed))
     patch(files_mod, "keep_good", _wrap_sync(trace, "keep_good", files_mod.keep_good))
     C = ami_mod.AmiClient

@@ -288,21 +288,66 @@ async def test_queue_members_are_verified(applier: Applier, fake_pbx: FakeAsteri
     assert fake_pbx.queues["support"] == [("PJSIP/100", 2, created.agent.caller_id)]
 
 
-async def test_render_refusal_is_recorded(applier: Applier, applier_cfg: Config,
-                                          pool: asyncpg.Pool) -> None:
-    created = await _create(pool, applier_cfg, 1)
-    assert await applier.wait_applied(created.config_version, 10)
-    # a value that slipped past validation (written behind the service's back)
+async def test_a_value_the_render_refuses_quarantines_only_its_row(
+        applier: Applier, fake_pbx: FakeAsterisk, applier_cfg: Config, pool: asyncpg.Pool) -> None:
+    await run(pool, queues_mod.create_queue, applier_cfg, QueueCreate(name="support"), "t")
+    bad = await _create(pool, applier_cfg, 1, queues=[QueueAssignment(name="support")])
+    good = await _create(pool, applier_cfg, 2, queues=[QueueAssignment(name="support")])
+    assert await applier.wait_applied(good.config_version, 10)
+    # values that slipped past validation (written behind the service's back)
     async with pool.acquire() as conn:
         async with conn.transaction():
             await conn.execute("UPDATE users SET caller_id_name = $1 WHERE id = $2",
-                               "x\n[evil]", created.agent.id)
+                               "x\n[evil]", bad.agent.id)
+            general = await conn.fetchval(
+                "INSERT INTO queues (name, kind, strategy) VALUES ($1, 'voice', 'ringall')"
+                " RETURNING id", "general")
+            await config_state.bump(conn)
+    third = await _create(pool, applier_cfg, 3, queues=[QueueAssignment(name="support")])
+    # everything else is applied
+    assert await applier.wait_applied(third.config_version, 10), applier.status()
+    st = applier.status()
+    assert st["last_error"] is None and st["pending"] == 0
+    text = (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()
+    assert "evil" not in text and f"[{bad.agent.extension}]" not in text
+    assert {str(good.agent.extension), str(third.agent.extension)} <= fake_pbx.endpoints
+    assert str(bad.agent.extension) not in fake_pbx.endpoints
+    assert [m[0] for m in fake_pbx.queues["support"]] == [
+        f"PJSIP/{good.agent.extension}", f"PJSIP/{third.agent.extension}"]
+    assert "general" not in fake_pbx.queues
+    # the reason is reported (naming the row and the rule, never the value) and recorded
+    held = {(q["kind"], q["id"]): q["reason"] for q in st["quarantined"]}
+    assert sorted(held) == [("agent", bad.agent.id), ("queue", general)], held
+    reason = held[("agent", bad.agent.id)]
+    assert f"agent {bad.agent.id}" in reason and "line break" in reason and "evil" not in reason
+    queue_reason = held[("queue", general)]
+    assert "reserved" in queue_reason
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT kind, id, reason FROM apply_quarantine ORDER BY kind")
+        since = await conn.fetchval("SELECT since FROM apply_quarantine WHERE kind = 'agent'")
+    assert [(r["kind"], r["reason"]) for r in rows] == [("agent", reason), ("queue", queue_reason)]
+    assert (await agents.get_agent(pool, bad.agent.id)).quarantine["reason"] == reason
+    assert (await agents.get_agent(pool, good.agent.id)).quarantine is None
+
+    # another change leaves the quarantine as it was (same row: same reason, same since)
+    fourth = await _create(pool, applier_cfg, 4)
+    assert await applier.wait_applied(fourth.config_version, 10)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT since FROM apply_quarantine WHERE kind = 'agent'") == since
+
+    # the data is fixed: released by the next apply, back in Asterisk
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("UPDATE users SET caller_id_name = 'Fixed Name' WHERE id = $1",
+                               bad.agent.id)
+            await conn.execute("DELETE FROM queues WHERE name = 'general'")
             version = await config_state.bump(conn)
-    await _until(lambda: applier.status()["last_error"] is not None)
-    assert not await applier.wait_applied(version, 0.2)
-    error = applier.status()["last_error"]
-    assert "render refused a value" in error and "evil" not in error
-    assert "[evil]" not in (Path(applier_cfg.generated_dir) / "pjsip.conf").read_text()
+    assert await applier.wait_applied(version, 10)
+    assert applier.status()["quarantined"] == []
+    assert str(bad.agent.extension) in fake_pbx.endpoints
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM apply_quarantine") == 0
+    assert (await agents.get_agent(pool, bad.agent.id)).quarantine is None
 
 
 async def test_notify_from_another_connection_wakes_it(applier_cfg: Config, pool: asyncpg.Pool,

@@ -22,7 +22,10 @@ from sipprov import config as config_mod
 from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import QueueCreate
+from sipprov.apply.applier import Applier
+from sipprov.apply.errors import Unavailable
 from sipprov.cli.main import main
+from sipprov.db.sql import config_state
 from sipprov.db.transaction import run
 from sipprov.directory import queues
 
@@ -308,3 +311,32 @@ def test_import_continue_on_error_cli(conf: Path, tmp_path: Path, capsys) -> Non
     with open(tmp_path / "bad-rows.csv", encoding="utf-8") as fh:
         rejected = list(csv.DictReader(fh))
     assert [r["email"] for r in rejected] == ["broken"] and rejected[0]["error"].startswith("line 5")
+
+
+def test_show_says_why_an_agent_is_kept_out_of_asterisk(conf: Path, capsys) -> None:
+    setup_queues(conf)
+    assert cli(conf, "create", "--first-name", "Ewa", "--last-name", "Zła",
+               "--email", "ewa@example.com", "--json") == 0
+    agent_id = json.loads(capsys.readouterr().out)["id"]
+
+    async def poison_and_apply(pool: asyncpg.Pool, cfg: config_mod.Config) -> None:
+        # a value written past validation; then an apply (Asterisk is unreachable here:
+        # the render, and so the quarantine, happens before AMI is needed)
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("UPDATE users SET caller_id_name = $1 WHERE id = $2",
+                                   "x;y", agent_id)
+                await config_state.bump(conn)
+        applier = Applier(pool, cfg)
+        try:
+            with pytest.raises(Unavailable):
+                await applier.apply_once()
+        finally:
+            await applier.stop()
+
+    run_db(conf, poison_and_apply)
+    assert cli(conf, "show", "ewa.zla") == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("quarantine"))
+    assert f"agent {agent_id}" in line and "(since " in line and "x;y" not in line
+    assert cli(conf, "show", "ewa.zla", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["quarantine"]["reason"].startswith(f"agent {agent_id}")

@@ -35,6 +35,7 @@ from sipprov.apply.applier import Applier
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.sql import config_state
+from sipprov.db.transaction import run
 from tests.faults.pbxutil import clean_asterisk, config_for, endpoints, ensure_running
 
 pytestmark = pytest.mark.pbx
@@ -58,7 +59,7 @@ async def env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[tuple[Confi
 async def _create(pool: asyncpg.Pool, cfg: Config, n: int) -> agents.AgentCreated:
     data = AgentCreate(first_name="Reload", last_name="Fault", login=f"reload{n}",
                        email=f"reload{n}@example.com", role="extension")
-    return await agents.create_agent(pool, cfg, data, "test")
+    return await run(pool, agents.create_agent, cfg, data, "test")
 
 
 async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -536,6 +536,9 @@ class Agent:
     updated_at: datetime
     created_by: str
     updated_by: str
+    # Set while the applier keeps this agent out of Asterisk because a stored value does
+    # not render: {"reason": ..., "since": ISO date-time}; None otherwise.
+    quarantine: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -133,6 +133,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         updated_at=row["updated_at"],
         created_by=row["created_by"],
         updated_by=row["updated_by"],
+        quarantine=json.loads(row["quarantine"]) if row.get("quarantine") else None,
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.apply import quarantine as quarantine_mod
 from sipprov.apply import snapshot as snapshot_mod
 from sipprov.apply.amilink import AmiFactory, AmiLink
 from sipprov.apply.backends import ApplyBackend, ApplyRequest
@@ -37,6 +38,8 @@ from sipprov.apply.coalesce import Coalescer
 from sipprov.apply.connection import DB_ERRORS, ApplyConnection
 from sipprov.apply.errors import ApplyError, NotVerified, Rejected, Unavailable
 from sipprov.apply.listen import Listener
+from sipprov.apply.quarantine import QuarantineEntry
+from sipprov.apply.render import Quarantined
 from sipprov.apply.snapshot import Snapshot
 from sipprov.apply.stats import ApplyStats
 from sipprov.apply.worker import Worker
@@ -93,6 +96,9 @@ class Applier:
         self._attempted_version = -1
         self._state_loaded = False
         self._stats = ApplyStats()
+        # What the last render left out, as recorded (None: not recorded yet).
+        self._quarantine: list[QuarantineEntry] = []
+        self._quarantine_key: frozenset[tuple[str, int, str]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +186,7 @@ class Applier:
             listening=self.listener.listening,
             running=self._task is not None and not self._task.done(),
             busy=self._busy,
+            quarantined=[q.to_dict() for q in self._quarantine],
         )
         return out
 
@@ -324,16 +331,17 @@ class Applier:
         self._config_version = max(self._config_version, snap.version)
         req = ApplyRequest(force=force, pending=snap.version > self._applied_version,
                            ami=self.ami.get, count_reload=self._stats.count_reload,
-                           phases=phases)
+                           phases=phases, quarantine=self._record_quarantine)
         done = await self.backend.apply(snap, req)
         if done.noop:
             return ApplyResult(snap.version, [], [], _ms(t0), noop=True)
+        held = done.held or snap
         if self.cfg.applier.verify:
             t = time.monotonic()
             ami = done.ami or await self.ami.get()
-            await self.backend.verify(snap, ami, force)
+            await self.backend.verify(held, ami, force)
             phases["verify"] = _ms(t)
-        await self.backend.accepted(snap)
+        await self.backend.accepted(held)
         ms = _ms(t0)
         self._stats.succeeded(ms, done.changed, phases)
         log.info("applied version %d in %d ms (reloaded: %s; %s)", snap.version, ms,
@@ -342,6 +350,19 @@ class Applier:
         return ApplyResult(snap.version, done.changed, done.reloaded, ms)
 
     # ------------------------------------------------------------------ state
+
+    async def _record_quarantine(self, items: list[Quarantined]) -> None:
+        """Record what the render left out (only when it differs from the last record)."""
+        key = frozenset((q.kind, q.id, q.reason) for q in items)
+        if key == self._quarantine_key:
+            return
+        conn = await self.db.get()
+        try:
+            self._quarantine = await quarantine_mod.record(conn, items)
+        except DB_ERRORS as exc:
+            await self.db.release()
+            raise Unavailable(f"database: {exc}") from exc
+        self._quarantine_key = key
 
     async def _set_applied(self, version: int) -> None:
         async with self._applied_cond:

@@ -11,14 +11,16 @@ UnsafeValueError) anything that could leave its line or change the meaning of th
 line: control characters and line breaks, `;` (comment), `[` `]` (section), `#`
 (include/exec), `"` (we quote caller id names), `\\`, `$` (dialplan expressions) and
 `<` `>`. The service validates input first; this is the second wall, so one row that
-slipped through fails the render loudly instead of becoming config.
+slipped through never becomes config. `render()` refuses the whole snapshot;
+`render_isolating()` (what the applier uses) keeps the refused agents and queues out
+and renders everything else: one bad row never blocks everyone.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +302,8 @@ class Renderer:
         self._queues = env.get_template("queues/queues.j2")
         # Only the agents of the last render are kept: memory stays O(agents).
         self._cache: dict[AgentConf, str] = {}
+        # Rows render_isolating() left out last time, with the reason.
+        self.refused: dict[AgentConf | QueueConf, str] = {}
 
     def _agent_pjsip(self, a: AgentConf) -> str:
         try:
@@ -406,6 +410,159 @@ def _check_keys(snapshot: Snapshot) -> None:
                 raise UnsafeValueError(f"queue {_id(q.id)}: member extension and penalty must be numbers")
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """An agent or queue kept out of Asterisk because its data does not render."""
+
+    kind: str  # "agent" or "queue"
+    id: int
+    # Names the entity and the rule, never the value.
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    files: dict[str, bytes]
+    # What the files hold: the snapshot without the quarantined rows (and without the
+    # queue memberships of quarantined agents).
+    snapshot: Snapshot
+    quarantined: list[Quarantined]
+
+
+# Each round finds the rows a render refuses; a second round only happens when leaving
+# rows out exposes another kind of refusal.
+_ISOLATE_ROUNDS = 4
+_Key = tuple[str, int]
+
+
+def _without(snapshot: Snapshot, bad: dict[_Key, str]) -> Snapshot:
+    if not bad:
+        return snapshot
+    out_ext = {a.extension for a in snapshot.agents if ("agent", a.id) in bad}
+    agents = [a for a in snapshot.agents if ("agent", a.id) not in bad]
+    queues = [
+        replace(q, members=tuple(m for m in q.members if m.extension not in out_ext))
+        if any(m.extension in out_ext for m in q.members) else q
+        for q in snapshot.queues if ("queue", q.id) not in bad
+    ]
+    return Snapshot(snapshot.version, agents, queues)
+
+
+def _key_culprits(snapshot: Snapshot) -> dict[_Key, str]:
+    """The rows _check_keys would refuse, each on its own (a row without a numeric id
+    cannot be named, and still fails the whole render)."""
+    bad: dict[_Key, str] = {}
+    numbers: set[int] = set()
+    for a in sorted(snapshot.agents, key=lambda a: a.id if _is_number(a.id) else -1):
+        if not _is_number(a.id):
+            continue
+        if not _is_number(a.extension):
+            bad[("agent", a.id)] = f"agent {a.id}: extension must be a non-negative integer"
+        elif a.extension in numbers:
+            bad[("agent", a.id)] = f"agent {a.id}: extension {a.extension} appears twice"
+        else:
+            numbers.add(a.extension)
+    names: set[str] = set()
+    for q in sorted(snapshot.queues, key=lambda q: q.id if _is_number(q.id) else -1):
+        if not _is_number(q.id):
+            continue
+        problem = None
+        if not isinstance(q.name, str):
+            problem = "name must be text"
+        elif q.number is not None and not _is_number(q.number):
+            problem = "number must be a non-negative integer"
+        elif q.number is not None and q.number in numbers:
+            problem = f"number {q.number} is already used"
+        elif q.name.lower() in names:
+            problem = "name appears twice"
+        elif not all(_is_number(m.extension) and _is_number(m.penalty) for m in q.members):
+            problem = "member extension and penalty must be numbers"
+        if problem:
+            bad[("queue", q.id)] = f"queue {q.id}: {problem}"
+            continue
+        names.add(q.name.lower())
+        if q.number is not None:
+            numbers.add(q.number)
+    return bad
+
+
+class _Isolating:
+    """Finds which rows of a snapshot a Renderer refuses (only run when it refuses)."""
+
+    def __init__(self, r: Renderer) -> None:
+        self.r = r
+
+    def culprits(self, snap: Snapshot) -> dict[_Key, str]:
+        r = self.r
+        found: dict[_Key, str] = {}
+        try:
+            r._batch.render(agents=snap.agents, s=r.settings)
+        except UnsafeValueError:
+            for a in snap.agents:
+                try:
+                    r._agent.render(a=a, s=r.settings)
+                except UnsafeValueError as exc:
+                    found[("agent", a.id)] = f"agent {_id(a.id)} (extension {_id(a.extension)}): {exc}"
+        by_extension = {a.extension: a for a in snap.agents}
+        for q in snap.queues:
+            try:
+                r._queues.render(s=r.settings, queues=[replace(q, members=())])
+                r._extensions.render(s=r.settings, agents=[], queues=[q])
+            except UnsafeValueError as exc:
+                found[("queue", q.id)] = f"queue {_id(q.id)}: {exc}"
+                continue
+            try:
+                r._queues.render(s=r.settings, queues=[q])
+            except UnsafeValueError:
+                for m in q.members:
+                    try:
+                        r._queues.render(s=r.settings, queues=[replace(q, members=(m,))])
+                    except UnsafeValueError as exc:
+                        agent = by_extension.get(m.extension)
+                        if agent is None:
+                            found[("queue", q.id)] = f"queue {_id(q.id)}: member: {exc}"
+                        else:
+                            found.setdefault(("agent", agent.id), (
+                                f"agent {_id(agent.id)} (extension {_id(agent.extension)}) "
+                                f"as a member of queue {_id(q.id)}: {exc}"))
+        return found
+
+
+def _render_isolating(r: Renderer, snapshot: Snapshot) -> Rendered:
+    bad = _key_culprits(snapshot)
+    # Rows refused last time and unchanged since are refused again (the render is pure):
+    # left out at once, without searching for them again.
+    for a in snapshot.agents:
+        reason = r.refused.get(a)
+        if reason is not None:
+            bad.setdefault(("agent", a.id), reason)
+    for q in snapshot.queues:
+        reason = r.refused.get(q)
+        if reason is not None:
+            bad.setdefault(("queue", q.id), reason)
+    for _ in range(_ISOLATE_ROUNDS):
+        kept = _without(snapshot, bad)
+        try:
+            files = r.render(kept)
+        except UnsafeValueError:
+            found = _Isolating(r).culprits(kept)
+            if not found:
+                raise
+            bad.update(found)
+            continue
+        refused: dict[AgentConf | QueueConf, str] = {}
+        for a in snapshot.agents:
+            if ("agent", a.id) in bad:
+                refused[a] = bad[("agent", a.id)]
+        for q in snapshot.queues:
+            if ("queue", q.id) in bad:
+                refused[q] = bad[("queue", q.id)]
+        r.refused = refused
+        quarantined = [Quarantined(kind, id_, reason) for (kind, id_), reason in sorted(bad.items())]
+        return Rendered(files, kept, quarantined)
+    raise UnsafeValueError("the render still refuses values after leaving the refused rows out")
+
+
 _RENDERERS: dict[Settings, Renderer] = {}
 
 
@@ -420,5 +577,13 @@ def renderer_for(cfg: Config) -> Renderer:
 
 
 def render(snapshot: Snapshot, cfg: Config) -> dict[str, bytes]:
-    """Filename -> bytes for pjsip.conf, extensions.conf and queues.conf."""
+    """Filename -> bytes for pjsip.conf, extensions.conf and queues.conf; refuses the
+    whole snapshot (UnsafeValueError) when any value is refused."""
     return renderer_for(cfg).render(snapshot)
+
+
+def render_isolating(snapshot: Snapshot, cfg: Config) -> Rendered:
+    """Like render(), but agents and queues whose values are refused are left out (and
+    listed) instead of failing everything. UnsafeValueError only for what cannot be
+    pinned on one row (the operator's settings, a row without an id)."""
+    return _render_isolating(renderer_for(cfg), snapshot)

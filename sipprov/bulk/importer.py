@@ -103,7 +103,7 @@ CREDENTIAL_COLUMNS = (
     "login", "email", "extension", "web_password", "sip_username", "sip_password", "sip_realm", "sip_server",
 )
 # Agent fields not compared when deciding "unchanged" (they change by themselves).
-_VOLATILE = frozenset({"updated_at", "updated_by", "avatar_url"})
+_VOLATILE = frozenset({"updated_at", "updated_by", "avatar_url", "quarantine"})
 # Update fields whose empty cell clears the value.
 _CLEARABLE = frozenset(AgentUpdate.model_fields) - set(NOT_NULLABLE_ON_UPDATE)
 

@@ -26,7 +26,8 @@ _DIGEST_LINE = re.compile(r"^(password_digest\s*=\s*[A-Za-z0-9-]+:)([0-9a-fA-F]+
 async def _render(cfg: Config) -> tuple[int, dict[str, bytes]]:
     async with open_pool(cfg) as pool:
         snap = await snapshot_mod.load_from_pool(pool)
-    return snap.version, render_mod.render(snap, cfg)
+    # As the applier renders: rows it would quarantine are left out here too.
+    return snap.version, render_mod.render_isolating(snap, cfg).files
 
 
 async def render_to_dir(cfg: Config, out_dir: Path | str) -> list[str]:

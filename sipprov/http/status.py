@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from sipprov import health as db_health
+from sipprov.apply import quarantine
 from sipprov.http.keys import SERVICES
 from sipprov.http.responses import json_response
 from sipprov.http.routes import Reply, Route
@@ -44,6 +45,21 @@ STATUS_SCHEMA = {
                 "last_apply_ms": {"type": ["integer", "null"]},
                 "reloads": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "last_error": {"type": ["string", "null"]},
+                "quarantined": {
+                    "type": "array",
+                    "description": "agents and queues kept out of Asterisk because a value "
+                                   "of theirs does not render; released once it does",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "id", "reason", "since"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["agent", "queue"]},
+                            "id": {"type": "integer"},
+                            "reason": {"type": "string"},
+                            "since": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                },
             },
         },
     },
@@ -59,6 +75,7 @@ async def health(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     state = await db_health.config(services.pool)
+    held_out = await quarantine.current(services.pool)
     live: dict[str, Any] = services.applier.status() if services.applier is not None else {}
     last_error = state.last_error if state.last_error is not None else live.get("last_error")
     body = {
@@ -75,6 +92,7 @@ async def status(request: web.Request) -> web.Response:
             "last_apply_ms": state.last_apply_ms,
             "reloads": dict(live.get("reloads") or {}),
             "last_error": last_error,
+            "quarantined": [q.to_dict() for q in held_out],
         },
     }
     return json_response(body)

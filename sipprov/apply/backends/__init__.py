@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sipprov.apply.ami import AmiClient
+from sipprov.apply.render import Quarantined
 from sipprov.apply.snapshot import Snapshot
+
+
+async def _no_quarantine(items: list[Quarantined]) -> None:
+    return None
 
 
 @dataclass
@@ -35,6 +40,9 @@ class ApplyRequest:
     count_reload: Callable[[str], None]
     # Phase name -> milliseconds, filled in by the backend.
     phases: dict[str, int] = field(default_factory=dict)
+    # Called once per apply, right after rendering, with every agent and queue the
+    # render left out (the applier records them; an empty list releases them all).
+    quarantine: Callable[[list[Quarantined]], Awaitable[None]] = _no_quarantine
 
 
 @dataclass
@@ -47,6 +55,9 @@ class BackendResult:
     noop: bool = False
     # The AMI client the apply used (None when it needed none).
     ami: AmiClient | None = None
+    # What Asterisk was made to hold: the snapshot without the quarantined rows (None:
+    # the snapshot as given). Verified and remembered instead of the snapshot.
+    held: Snapshot | None = None
 
 
 class ApplyBackend(Protocol):

@@ -54,13 +54,19 @@ class FilesBackend:
         phases = req.phases
         t = time.monotonic()
         try:
-            rendered = await self.worker.run(render_mod.render, snap, self.cfg)
+            rendered = await self.worker.run(render_mod.render_isolating, snap, self.cfg)
         except render_mod.UnsafeValueError as exc:
             raise Rejected(f"render refused a value: {exc}") from exc
         phases["render"] = _ms(t)
+        if rendered.quarantined:
+            log.warning("version %d: %d agent(s)/queue(s) kept out of Asterisk: %s",
+                        snap.version, len(rendered.quarantined),
+                        "; ".join(q.reason for q in rendered.quarantined[:5]))
+        await req.quarantine(rendered.quarantined)
+        held = rendered.snapshot
         t = time.monotonic()
         changed = await self.worker.run(
-            files_mod.write_changed, self.directory, rendered, self.cfg.security.file_mode
+            files_mod.write_changed, self.directory, rendered.files, self.cfg.security.file_mode
         )
         phases["write"] = _ms(t)
         self.unreloaded.update(changed)
@@ -69,11 +75,11 @@ class FilesBackend:
         if not self.unreloaded and not req.pending:
             # Nothing written, nothing new: Asterisk already has it.
             if not self.verifier.known:
-                self.verifier.verified(snap)
-            return BackendResult([], [], noop=True)
+                self.verifier.verified(held)
+            return BackendResult([], [], noop=True, held=held)
         if changed:
             log.info("version %d: wrote %s (%d agents, %d voice queues)",
-                     snap.version, ", ".join(changed), len(snap.agents), len(snap.queues))
+                     snap.version, ", ".join(changed), len(held.agents), len(held.queues))
         ami = await req.ami()
         reloaded: list[str] = []
         for name in render_mod.FILES:
@@ -86,7 +92,7 @@ class FilesBackend:
             req.count_reload(module)
             self.unreloaded.discard(name)
             reloaded.append(module)
-        return BackendResult(changed, reloaded, ami=ami)
+        return BackendResult(changed, reloaded, ami=ami, held=held)
 
     async def _reload(self, ami: AmiClient, req: ApplyRequest, module: str) -> None:
         """Reload one module. Only an explicit refusal rolls back (Rejected); a

@@ -309,6 +309,9 @@ def _describe(agent: Agent) -> str:
 def _show_lines(agent: Agent) -> list[str]:
     data = agent.to_dict()
     data["queues"] = agentcsv.format_queues(agent.queues) or "-"
+    if agent.quarantine:
+        # kept out of Asterisk by the applier: say why, and since when
+        data["quarantine"] = f"{agent.quarantine['reason']} (since {agent.quarantine['since']})"
     width = max(len(k) for k in data)
     return [f"{k:<{width}}  {'-' if v is None else agentcsv.format_cell(v)}" for k, v in data.items()]
 

@@ -30,6 +30,8 @@ SELECT u.id, u.first_name, u.last_name, u.login, u.email, u.phone,
              ORDER BY c.campaign) AS campaigns,
        (u.sip_ha1_md5 IS NOT NULL) AS has_sip,
        EXISTS (SELECT 1 FROM avatars av WHERE av.user_id = u.id) AS has_avatar,
+       (SELECT jsonb_build_object('reason', aq.reason, 'since', aq.since)
+          FROM apply_quarantine aq WHERE aq.kind = 'agent' AND aq.id = u.id)::text AS quarantine,
        u.created_at, u.updated_at, u.created_by, u.updated_by,
        lower(u.last_name) AS sort_last, lower(u.first_name) AS sort_first
 FROM users u
