@@ -116,11 +116,11 @@ def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
     orig_reload = C.reload
 
     @functools.wraps(orig_reload)
-    async def reload(self: Any, module: str) -> None:
+    async def reload(self: Any, module: str, timeout: float | None = None) -> None:
         c0 = cpu_seconds(asterisk_pid)
         t = time.perf_counter()
         try:
-            await orig_reload(self, module)
+            await orig_reload(self, module, timeout)
         finally:
             trace._add(f"reload {module}", time.perf_counter() - t)
             c1 = cpu_seconds(asterisk_pid)

@@ -547,9 +547,9 @@ async def test_import_is_registrable_in_asterisk(pbx, pbx_config: Config, db_dsn
     reloads: list[str] = []
     original = AmiClient.reload
 
-    async def counting_reload(self, module: str) -> None:
+    async def counting_reload(self, module: str, timeout: float | None = None) -> None:
         reloads.append(module)
-        await original(self, module)
+        await original(self, module, timeout)
 
     cfg = copy.deepcopy(pbx_config)
     cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
