@@ -46,6 +46,7 @@ def ident(text: str) -> str:
 def test_create_form_reports_every_bad_field_at_once() -> None:
     posted = agentform.read_create(form(
         first_name="Jan", last_name="", email="not-an-e-mail", role="agent", account_type="standard",
+        language="vi",
         priority="first", outbound_mode="manual", extension="12x", phone="call me",
         **{"queue:support": "1", "penalty:support": "-3"}),
         ["support", "sales"], ident, lambda e: e.message)
@@ -56,7 +57,7 @@ def test_create_form_reports_every_bad_field_at_once() -> None:
 
 def test_create_form_builds_the_api_input() -> None:
     posted = agentform.read_create(form(
-        first_name=" Łukasz ", last_name="Żółć", email="l@example.com", role="agent",
+        first_name=" Łukasz ", last_name="Żółć", email="l@example.com", role="agent", language="pl",
         account_type="standard", priority="3", outbound_mode="automatic", outbound_allowed="1",
         password="", **{"queue:support": "1", "penalty:support": "", "queue:sales": "1",
                         "penalty:sales": "7"}),

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "Admin-Console-2026!"
 AGENT_PASSWORD = "Agent-Console-2026!"
 LOCKED_PASSWORD = "Locked-Console-2026!"
+VI_PASSWORD = "Chau-Console-2026!"
 
 
 def _unavailable(reason: str) -> None:
@@ -103,7 +104,7 @@ def _toml(cfg: Config, dsn: str, port: int) -> str:
         f"ami_port = {a.ami_port}\nsip_server = {json.dumps(a.sip_server)}\nami_timeout_s = 15.0\n"
         f"[pbx]\nroot = {json.dumps(str(p.root))}\ninstance = {json.dumps(p.instance)}\n"
         f"sip_port = {p.sip_port}\n"
-        "[security]\nlogin_free_attempts = 2\nlogin_lockout_attempts = 3\nlogin_lockout_s = 600\n"
+        "[security]\nlogin_free_attempts = 3\nlogin_lockout_attempts = 3\nlogin_lockout_s = 600\n"
         "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 1.0\n"
     )
 
@@ -122,6 +123,9 @@ async def _seed(cfg: Config, dsn: str) -> tuple[int, int, int]:
         await run(pool, agents.create_agent, cfg, AgentCreate(
             first_name="Lena", last_name="Locked", email="lena@example.com", role="end-user",
             is_agent=False, password=LOCKED_PASSWORD), "test")
+        await run(pool, agents.create_agent, cfg, AgentCreate(
+            first_name="Minh Châu", last_name="Phạm", email="chau@example.com", role="end-user",
+            is_agent=False, password=VI_PASSWORD, language="vi"), "test")
         assert agent.agent.extension is not None
         return admin.agent.id, agent.agent.id, agent.agent.extension
     finally:
@@ -163,5 +167,5 @@ async def console(pbx, pbx_config: Config, pg_base_dsn: str, pg_template: str) -
             log.close()
             text = (folder / "serve.log").read_text(errors="replace")
             shutil.rmtree(folder, ignore_errors=True)
-            for secret in (ADMIN_PASSWORD, AGENT_PASSWORD, LOCKED_PASSWORD):
+            for secret in (ADMIN_PASSWORD, AGENT_PASSWORD, LOCKED_PASSWORD, VI_PASSWORD):
                 assert secret not in text, "a password reached the service log"

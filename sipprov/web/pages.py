@@ -44,6 +44,7 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
         "csrf_field": CSRF_FIELD,
         "csrf_token": expected_token(request),
         "languages": [(code, i18n.display_name(code)) for code in i18n.LANGUAGES],
+        "language_name": i18n.display_name,
         "path": request.path_qs,
         "section": request.path.strip("/").split("/")[0],
     }
