@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from sipprov.db.sql import audit as sql
+from sipprov.errors import ValidationError
 
 # Keys dropped from details whatever their value: passwords, hashes, digests, tokens.
 # Matched by name and suffix rather than substring, so a flag such as
@@ -37,7 +38,7 @@ def scrub(details: Any) -> Any:
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     actor: str,
     action: str,
     entity: str,
@@ -76,12 +77,17 @@ async def list_entries(
     *,
     entity: str | None = None,
     entity_id: object | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """Newest first; page with before_id = the last id seen."""
+    """Newest first; page with before_id = the last id seen. `since` is inclusive,
+    `until` exclusive; `actor` ignores case."""
     rows = await sql.list_entries(
-        conn, entity, None if entity_id is None else str(entity_id), before_id, limit
+        conn, entity, None if entity_id is None else str(entity_id), before_id, limit,
+        actor=actor, since=since, until=until,
     )
     return [
         AuditEntry(
@@ -95,3 +101,45 @@ async def list_entries(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditEntry]
+    # The cursor of the next (older) page, or None.
+    next: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [e.to_dict() for e in self.items], "next": self.next}
+
+
+AUDIT_LIMIT_MAX = 500
+
+
+async def page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    entity: str | None = None,
+    entity_id: object | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """One page of the log (newest first) for the API and the CLI; `cursor` is the
+    `next` of the previous page."""
+    if not 1 <= limit <= AUDIT_LIMIT_MAX:
+        raise ValidationError(f"limit: must be between 1 and {AUDIT_LIMIT_MAX}", "limit")
+    before = None
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+            raise ValidationError("cursor: not a cursor returned by this list", "cursor")
+        before = int(cursor)
+    if since is not None and until is not None and since >= until:
+        raise ValidationError("until: must be after since", "until")
+    items = await list_entries(conn, entity=entity, entity_id=entity_id, actor=actor,
+                               since=since, until=until, before_id=before, limit=limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    return AuditPage(items, str(items[-1].id) if more else None)

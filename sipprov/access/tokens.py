@@ -16,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from sipprov import audit
 from sipprov.db.sql import tokens as sql
 from sipprov.errors import ConflictError, NotFoundError, ValidationError
 
@@ -60,8 +61,9 @@ def validate_name(name: str) -> str:
 
 
 async def create_token(conn: asyncpg.Connection | asyncpg.Pool, name: str,
-                       role: str) -> tuple[TokenInfo, str]:
-    """Store a new token and return it with its full text (the only time it exists)."""
+                       role: str, actor: str = "cli") -> tuple[TokenInfo, str]:
+    """Store a new token and return it with its full text (the only time it exists);
+    audited (name and role, never the secret)."""
     validate_name(name)
     if role not in ROLES:
         raise ValidationError("role must be admin or readonly", field="role")
@@ -71,6 +73,7 @@ async def create_token(conn: asyncpg.Connection | asyncpg.Pool, name: str,
     except asyncpg.UniqueViolationError:
         raise ConflictError(f"a token named {name!r} already exists", field="name") from None
     info = TokenInfo(**dict(row))
+    await audit.record(conn, actor, "create", "token", info.id, {"name": name, "role": role})
     return info, f"{PREFIX}_{info.id}_{secret}"
 
 
@@ -91,11 +94,13 @@ async def verify_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> T
     return TokenInfo(id=row["id"], name=row["name"], role=row["role"])
 
 
-async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int:
-    """Revoke the live token of that name; NotFoundError if there is none."""
+async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, name: str, actor: str = "cli") -> int:
+    """Revoke the live token of that name (audited); NotFoundError if there is none."""
     ids = await sql.revoke(conn, name)
     if not ids:
         raise NotFoundError(f"no active token named {name!r}", field="name")
+    for token_id in ids:
+        await audit.record(conn, actor, "revoke", "token", token_id, {"name": name})
     return len(ids)
 
 

@@ -13,6 +13,8 @@ from datetime import datetime
 
 import asyncpg
 
+from sipprov import audit
+from sipprov.db import transaction
 from sipprov.db.sql import avatars as sql
 from sipprov.errors import NotFoundError, PayloadTooLargeError, UnsupportedMediaError
 
@@ -56,11 +58,16 @@ def check_image(data: bytes, declared: str | None) -> str:
     return found
 
 
-async def store(conn: Conn, user_id: int, data: bytes, declared: str | None) -> None:
-    """Store (or replace) the agent's avatar; NotFoundError when there is no such agent."""
+async def store(conn: asyncpg.Connection, user_id: int, data: bytes, declared: str | None,
+                actor: str) -> None:
+    """Store (or replace) the agent's avatar, audited; NotFoundError when there is no
+    such agent."""
+    transaction.require(conn)
     content_type = check_image(data, declared)
     if await sql.upsert(conn, user_id, content_type, data) is None:
         raise NotFoundError(f"no agent with id {user_id}")
+    await audit.record(conn, actor, "set_avatar", "agent", user_id,
+                       {"content_type": content_type, "bytes": len(data)})
 
 
 async def get(conn: Conn, user_id: int) -> Avatar:
@@ -73,7 +80,11 @@ async def get(conn: Conn, user_id: int) -> Avatar:
     return Avatar(row["content_type"], bytes(row["data"]), row["updated_at"])
 
 
-async def delete(conn: Conn, user_id: int) -> None:
-    """Remove the upload (none is fine); NotFoundError when there is no such agent."""
-    if not await sql.delete(conn, user_id) and not await sql.user_exists(conn, user_id):
+async def delete(conn: asyncpg.Connection, user_id: int, actor: str) -> None:
+    """Remove the upload (none is fine; only a removal is audited); NotFoundError when
+    there is no such agent."""
+    transaction.require(conn)
+    if await sql.delete(conn, user_id):
+        await audit.record(conn, actor, "delete_avatar", "agent", user_id, {})
+    elif not await sql.user_exists(conn, user_id):
         raise NotFoundError(f"no agent with id {user_id}")

@@ -14,7 +14,7 @@ from sipprov import web as web_console
 from sipprov.access.ratelimit import LoginRateLimiter
 from sipprov.context import Services
 from sipprov.errors import ValidationError
-from sipprov.http import agents, auth_routes, avatars, directory, openapi, queues, status
+from sipprov.http import agents, audit, auth_routes, avatars, directory, openapi, queues, status
 from sipprov.http.auth import auth_middleware
 from sipprov.http.errors import Handler, error_middleware
 from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
@@ -31,6 +31,7 @@ def route_table() -> list[Route]:
         *avatars.ROUTES,
         *queues.ROUTES,
         *directory.ROUTES,
+        *audit.ROUTES,
         *openapi.ROUTES,
     ]
 

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from sipprov.agents import avatars
 from sipprov.agents.avatars import TYPES
-from sipprov.http.keys import SERVICES
+from sipprov.db.transaction import run
+from sipprov.http.keys import SERVICES, actor
 from sipprov.http.responses import path_int
 from sipprov.http.routes import Reply, Route
 
@@ -15,7 +16,8 @@ async def put_avatar(request: web.Request) -> web.Response:
     user_id = path_int(request, "id", "agent")
     avatars.check_size(request.content_length)  # before reading 8 MB we would refuse
     data = await request.read()
-    await avatars.store(request.app[SERVICES].pool, user_id, data, request.content_type)
+    await run(request.app[SERVICES].pool, avatars.store, user_id, data, request.content_type,
+              actor(request))
     return web.Response(status=204)
 
 
@@ -31,7 +33,8 @@ async def get_avatar(request: web.Request) -> web.Response:
 
 
 async def delete_avatar(request: web.Request) -> web.Response:
-    await avatars.delete(request.app[SERVICES].pool, path_int(request, "id", "agent"))
+    await run(request.app[SERVICES].pool, avatars.delete, path_int(request, "id", "agent"),
+              actor(request))
     return web.Response(status=204)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import inspect
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,14 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+
+
+def cli_actor() -> str:
+    """How the audit log names a change made from this command line: `cli:<user>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name (containers): still say where it came from
+        return "cli"
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> int:

@@ -10,8 +10,9 @@ import argparse
 import sys
 
 from sipprov.access import tokens
-from sipprov.cli.commands.common import open_pool
+from sipprov.cli.commands.common import cli_actor, open_pool
 from sipprov.config import Config
+from sipprov.db.transaction import transaction
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def create(cfg: Config, args: argparse.Namespace) -> int:
     tokens.validate_name(args.name)
     async with open_pool(cfg) as pool:
-        info, token = await tokens.create_token(pool, args.name, args.role)
+        async with transaction(pool) as conn:
+            info, token = await tokens.create_token(conn, args.name, args.role, cli_actor())
     print(token)
     print(f"created {info.role} token {info.name!r} (id {info.id}); it is shown only once",
           file=sys.stderr)
@@ -42,7 +44,8 @@ async def create(cfg: Config, args: argparse.Namespace) -> int:
 
 async def revoke(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
-        await tokens.revoke_token(pool, args.name)
+        async with transaction(pool) as conn:
+            await tokens.revoke_token(conn, args.name, cli_actor())
     print(f"revoked token {args.name!r}", file=sys.stderr)
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 INSERT = """
@@ -9,13 +11,16 @@ INSERT INTO audit_log (actor, action, entity, entity_id, details)
 VALUES ($1, $2, $3, $4, $5::jsonb)
 """
 
+# Newest first; every filter optional ($6: the last id of the previous page).
 LIST = """
 SELECT id, at, actor, action, entity, entity_id, details::text AS details
 FROM audit_log
 WHERE ($1::text IS NULL OR entity = $1) AND ($2::text IS NULL OR entity_id = $2)
-  AND ($3::bigint IS NULL OR id < $3)
+  AND ($3::text IS NULL OR lower(actor) = lower($3))
+  AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
+  AND ($6::bigint IS NULL OR id < $6)
 ORDER BY id DESC
-LIMIT $4
+LIMIT $7
 """
 
 
@@ -31,5 +36,9 @@ async def list_entries(
     entity_id: str | None,
     before_id: int | None,
     limit: int,
+    *,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST, entity, entity_id, before_id, limit)
+    return await conn.fetch(LIST, entity, entity_id, actor, since, until, before_id, limit)
