@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 PRIVATE_MODE = 0o600
 
 
-def create_private(path: Path | str) -> IO[str]:
+def create_private(path: Path | str) -> TextIO:
     """Open a new file for writing text, mode 0600; FileExistsError if it exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  PRIVATE_MODE)

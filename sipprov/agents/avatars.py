@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 import asyncpg
 
@@ -20,7 +21,7 @@ from sipprov.errors import NotFoundError, PayloadTooLargeError, UnsupportedMedia
 
 MAX_AVATAR_BYTES = 8 * 1024 * 1024
 TYPES = ("image/png", "image/jpeg", "image/webp")
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ or SIP digest, so returning one can never leak a secret.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic_core import ErrorDetails
 
 from sipprov.agents import validation
 from sipprov.errors import ValidationError
@@ -61,8 +63,8 @@ class _Patch(_Input):
     NOT_NULLABLE: ClassVar[tuple[str, ...]] = ()
 
 
-def _none_or(check, value: Any, field_name: str) -> Any:
-    return None if value is None else check(value, field_name)
+def _none_or(check: Callable[[Any, str], Any], value: Any, field_name: str | None) -> Any:
+    return None if value is None else check(value, field_name or "")
 
 
 # --- agents --------------------------------------------------------------------------
@@ -448,7 +450,7 @@ _MESSAGES = {
 }
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     ctx = err.get("ctx") or {}
     original = ctx.get("error")
     if isinstance(original, validation.Refused):

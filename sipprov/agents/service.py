@@ -27,7 +27,7 @@ import base64
 import binascii
 import json
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -91,7 +91,7 @@ ASTERISK_COLUMNS = frozenset(
 
 # --- reading -------------------------------------------------------------------------
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 def agent_from_row(row: asyncpg.Record) -> Agent:
@@ -654,8 +654,9 @@ async def _authenticate(conn: Conn, login: str, password: str) -> tuple[LoginRes
     usable = row is not None and row["web_login"] and row["web_password_hash"] is not None
     if not isinstance(password, str) or len(password) > 4 * passwords.WEB_PASSWORD_MAX:
         password, usable = "", False
-    ok = await passwords.verify_web_password(password, row["web_password_hash"] if usable else None)
-    if not (ok and usable):
+    ok = await passwords.verify_web_password(
+        password, row["web_password_hash"] if usable and row is not None else None)
+    if not (ok and usable) or row is None:
         return LoginResult(ok=False, user_id=None, must_change_password=False), None
     return LoginResult(ok=True, user_id=row["id"], must_change_password=row["force_password_change"]), row
 

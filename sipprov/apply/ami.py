@@ -121,6 +121,8 @@ class QueueMember:
 class _Manager(Manager):
     """panoramisk's Manager with its reconnect loop replaced by a report to the client."""
 
+    pinger: Any  # panoramisk's keep-alive handle (untyped there)
+
     def __init__(self, client: AmiClient, **config: Any) -> None:
         super().__init__(**config)
         self._client = client

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.config import AsteriskConfig
@@ -29,7 +30,7 @@ class Unreachable(Exception):
     """Asterisk did not answer (the reason is the message)."""
 
 
-def _contact(m: object) -> Contact:
+def _contact(m: Any) -> Contact:
     get = m.get
     name = str(get("ObjectName") or "")
     endpoint = str(get("Endpoint") or get("Aor") or name.split(";")[0])

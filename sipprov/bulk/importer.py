@@ -621,13 +621,13 @@ class _Importer:
 
     async def _assign_extensions(self, creates: list[_Row]) -> None:
         ext = self.cfg.extensions
-        explicit = [r for r in creates if r.create and r.create.extension is not None]
+        explicit = [(r, r.create.extension) for r in creates
+                    if r.create and r.create.extension is not None]
         claimed = await sql.claim_exact(
             self.conn, ext.first, ext.last,
-            [r.create.extension for r in explicit],  # type: ignore[union-attr]
-            [extensions.user_owner(r.user_id) for r in explicit])  # type: ignore[arg-type]
-        for row in explicit:
-            number = row.create.extension  # type: ignore[union-attr]
+            [number for _, number in explicit],
+            [extensions.user_owner(r.user_id) for r, _ in explicit])  # type: ignore[arg-type]
+        for row, number in explicit:
             if number not in claimed:
                 try:  # not claimable: the extension service says why (range, reserved, taken)
                     owner = extensions.user_owner(row.user_id)  # type: ignore[arg-type]

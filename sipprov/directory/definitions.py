@@ -134,12 +134,12 @@ async def import_definitions(
     existing = {q.name.lower(): q for q in await queues.list_queues(conn)}
     for i, item in enumerate(_items(data, "queues")):
         want = _parse(QueueCreate, item, f"queues.{i}")
-        have = existing.get(want.name.lower())
-        if have is None:
+        queue = existing.get(want.name.lower())
+        if queue is None:
             await queues.create_queue(conn, cfg, want, actor)
             result.created.append(f"queue {want.name}")
-        elif have.kind != want.kind:
+        elif queue.kind != want.kind:
             raise ValidationError(
-                f"definitions: queue {want.name} exists here as a {have.kind} queue; the file"
+                f"definitions: queue {want.name} exists here as a {queue.kind} queue; the file"
                 f" has a {want.kind} queue", f"queues.{i}")
     return result

@@ -10,7 +10,7 @@ type `standard` (the default of every create) may not be deleted.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 
@@ -33,7 +33,7 @@ from sipprov.db.sql import directory as sql
 from sipprov.db.sql.constraints import conflict_from
 from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 DEFAULT_ACCOUNT_TYPE = "standard"
 T = TypeVar("T")
 
@@ -248,7 +248,7 @@ async def update_account_type(
     transaction.require(conn)
     fields = data.model_fields_set
     row = await _found(sql.lock_account_type, conn, name, "account type")
-    new_name = data.name if "name" in fields else row["name"]
+    new_name: str = data.name if data.name is not None else row["name"]  # never null when set
     max_users = data.max_users if "max_users" in fields else row["max_users"]
     if row["name"].lower() == DEFAULT_ACCOUNT_TYPE and new_name.lower() != DEFAULT_ACCOUNT_TYPE:
         raise validation.Refused(

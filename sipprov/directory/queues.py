@@ -11,6 +11,8 @@ queue kind.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
 
 from sipprov import audit
@@ -24,7 +26,7 @@ from sipprov.db.sql import queues as sql
 from sipprov.db.sql.constraints import conflict_from
 from sipprov.errors import ConfirmationRequired, NotFoundError
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 def _queue_from_row(row: asyncpg.Record, members: list[QueueMember] | None = None) -> Queue:
@@ -118,9 +120,10 @@ async def update_queue(
     row = await sql.lock(conn, _lookup_name(name))
     if row is None:
         raise _not_found(name)
-    new_name = data.name if "name" in fields else row["name"]
-    kind = data.kind if "kind" in fields else row["kind"]
-    strategy = data.strategy if "strategy" in fields else row["strategy"]
+    # name, kind and strategy are never null when set (QueueUpdate.NOT_NULLABLE)
+    new_name: str = data.name if data.name is not None else row["name"]
+    kind: str = data.kind if data.kind is not None else row["kind"]
+    strategy: str = data.strategy if data.strategy is not None else row["strategy"]
     number = row["number"]
     if "number" in fields:
         if data.number is not None and kind != "voice":

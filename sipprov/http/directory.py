@@ -49,7 +49,7 @@ async def _get(request: web.Request, fetch: Callable[..., Awaitable[Any]]) -> we
     return json_response(item.to_dict())
 
 
-async def _create(request: web.Request, model: type, add: Callable[..., Awaitable[Any]],
+async def _create(request: web.Request, model: type[Any], add: Callable[..., Awaitable[Any]],
                   base: str) -> web.Response:
     data = parse(model, await read_json_object(request))
     s = request.app[SERVICES]
@@ -58,7 +58,7 @@ async def _create(request: web.Request, model: type, add: Callable[..., Awaitabl
                          headers={"Location": f"{base}/{quote(item.name, safe='')}"})
 
 
-async def _update(request: web.Request, model: type,
+async def _update(request: web.Request, model: type[Any],
                   change: Callable[..., Awaitable[Any]]) -> web.Response:
     data = parse(model, await read_json_object(request))
     s = request.app[SERVICES]

@@ -360,7 +360,7 @@ def _loopback(server_host: str) -> str:
         infos = socket.getaddrinfo(server_host, None, socket.AF_INET, socket.SOCK_DGRAM)
     except socket.gaierror as exc:
         raise ValueError(f"cannot resolve SIP server {server_host!r}: {exc}") from None
-    addrs = {info[4][0] for info in infos}
+    addrs = {str(info[4][0]) for info in infos}
     if not addrs or not all(ipaddress.ip_address(a).is_loopback for a in addrs):
         raise ValueError(f"SIP server {server_host!r} is not a loopback address; SIPp "
                          "runs only against the local PBX")

@@ -428,7 +428,8 @@ async def sip_password(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
         sip, version = await run(pool, agents.rotate_sip_password, cfg, agent.id, given, actor())
-        out = {"id": agent.id, "login": agent.login, "sip": sip.to_dict(), "config_version": version}
+        out: dict[str, Any] = {"id": agent.id, "login": agent.login, "sip": sip.to_dict(),
+                               "config_version": version}
         lines = [f"SIP password of {agent.login} changed"]
         if given is None:
             lines += _credentials_lines(AgentCreated(agent=agent, sip=sip))

@@ -32,7 +32,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
     _ = pages.gettext(request)
     form = pages.form(request)
     upload = form.get("file")
-    data = upload.file.read() if hasattr(upload, "file") else b""
+    file = getattr(upload, "file", None)
+    data = file.read() if file is not None else b""
     if not data.strip():
         return pages.render(request, "web/import/upload.html",
                             {"errors": {"file": _("Choose a CSV file.")}}, status=422)
