@@ -103,7 +103,7 @@ class _AgentFields(_Input):
     @field_validator("extension", mode="before", check_fields=False)
     @classmethod
     def _extension(cls, v: Any, info: pydantic.ValidationInfo) -> Any:
-        return v if v is None else _canonical_number(v, info.field_name)
+        return v if v is None else _canonical_number(v, info.field_name or "extension")
 
     @field_validator("first_name", "last_name", check_fields=False)
     @classmethod
