@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from sipprov import audit
@@ -13,7 +14,8 @@ from sipprov.config import Config
 from sipprov.errors import ValidationError
 
 
-def _time(option: str):  # noqa: ANN202 - an argparse type
+def _time(option: str) -> Callable[[str], datetime]:
+    """An argparse type for an ISO 8601 time, naming the option when it is wrong."""
     def parse(raw: str) -> datetime:
         try:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
