@@ -101,8 +101,12 @@ class HttpConfig:
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024 + 65536
     # How long ?wait=applied waits before answering 202.
     wait_timeout_s: Seconds = 30.0
-    # Whether to trust X-Forwarded-For for rate limiting (only behind a proxy you own).
+    # Whether to trust X-Forwarded-For for rate limiting (only behind a proxy you own);
+    # the web console then also believes that proxy's X-Forwarded-Proto (Secure cookies).
     trust_forwarded_for: bool = False
+    # Always mark the web console's cookies Secure (TLS ends at a proxy that sends no
+    # X-Forwarded-Proto); otherwise they are Secure when the request came over TLS.
+    secure_cookies: bool = False
 
     @field_validator("host")
     @classmethod

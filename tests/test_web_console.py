@@ -13,6 +13,7 @@ import asyncio
 import urllib.parse
 import urllib.request
 
+import asyncpg
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -260,3 +261,38 @@ def test_console_opens_in_the_users_language(browser, console: Console) -> None:
     wait(browser, EC.url_contains("/login"))
     log_in(browser, console, "minh-chau.pham", VI_PASSWORD)
     wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Tài khoản của tôi"))
+
+
+def test_asterisk_page_shows_what_is_held_out(browser, console: Console) -> None:
+    """A value written straight into the database that cannot render: the applier holds
+    that agent out of Asterisk, the Asterisk page and the agent's page say so, and
+    correcting it in the form releases it."""
+    async def corrupt() -> int:
+        conn = await asyncpg.connect(console.dsn)
+        try:
+            agent_id = await conn.fetchval("UPDATE users SET caller_id_name = E'evil\\n[x]'"
+                                           " WHERE login = 'lukasz.zolc' RETURNING id")
+            await conn.execute(
+                "WITH v AS (UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version)"
+                " SELECT pg_notify('sipprov_config', version::text) FROM v")
+            return agent_id
+        finally:
+            await conn.close()
+
+    agent_id = asyncio.run(corrupt())
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+
+    def held_out(driver) -> bool:
+        driver.get(console.url + "/asterisk")
+        return bool(driver.find_elements(By.ID, "held-out"))
+
+    wait(browser, held_out)
+    assert f"/agents/{agent_id}" in browser.find_element(By.ID, "held-out").get_attribute("innerHTML")
+    browser.get(f"{console.url}/agents/{agent_id}")
+    assert browser.find_element(By.ID, "quarantine").text
+    browser.get(f"{console.url}/agents/{agent_id}/edit")
+    fill(browser, "caller_id", "l.zolc")
+    browser.find_element(By.ID, "save").click()
+    wait(browser, EC.url_contains(f"/agents/{agent_id}?done=saved"))
+    wait(browser, lambda d: not held_out(d))

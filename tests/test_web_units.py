@@ -111,3 +111,35 @@ async def test_preview_of_a_create(cfg: Config, agent_pool: asyncpg.Pool) -> Non
     assert taken.login_taken
     cyrillic = await preview.preview_create(agent_pool, cfg, "Иван", "Петров")
     assert cyrillic.login is None
+
+
+@pytest.mark.parametrize("secure_cookies, trust, proto, secure", [
+    (False, False, None, False),
+    (False, False, "https", False),   # an untrusted header changes nothing
+    (False, True, "https", True),     # the operator's proxy ended TLS
+    (False, True, "http", False),
+    (True, False, None, True),        # always
+])
+async def test_console_cookies_and_headers(cfg: Config, pool: asyncpg.Pool, secure_cookies: bool,
+                                           trust: bool, proto: str | None, secure: bool) -> None:
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sipprov.context import Services
+    from sipprov.http import create_app
+
+    cfg.http = dataclasses.replace(cfg.http, secure_cookies=secure_cookies, trust_forwarded_for=trust)
+    headers = {"X-Forwarded-Proto": proto} if proto else {}
+    async with TestClient(TestServer(create_app(Services(cfg=cfg, pool=pool)))) as client:
+        reply = await client.get("/login", headers=headers)
+        assert reply.status == 200
+        cookie = reply.headers["Set-Cookie"]
+        assert cookie.startswith("sipprov_csrf=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert ("Secure" in cookie) is secure
+        assert "'unsafe-inline'" not in reply.headers["Content-Security-Policy"]
+        assert reply.headers["Cache-Control"] == "no-store"
+        assert reply.headers["X-Frame-Options"] == "DENY"
+        # a POST without the token changes nothing and says why
+        refused = await client.post("/login", data={"login": "x", "password": "y"}, headers=headers)
+        assert refused.status == 403

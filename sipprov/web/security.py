@@ -2,7 +2,7 @@
 
 - Cookies are HttpOnly and SameSite=Strict, and Secure when the request came over TLS
   (directly, or through a proxy the operator trusts: `http.trust_forwarded_for` also
-  makes us believe its X-Forwarded-Proto).
+  makes us believe its X-Forwarded-Proto), or always with `http.secure_cookies`.
 - Every form carries a CSRF token; every POST is refused (403) unless its token matches:
   the session's own token when logged in, else the browser's CSRF cookie (double
   submit; only the login and language forms are posted without a session).
@@ -36,9 +36,11 @@ HEADERS = {
 
 
 def is_tls(request: web.Request) -> bool:
-    if request.secure:
+    """Whether the browser reached us over TLS (cookies get Secure, links https)."""
+    http = request.app[SERVICES].cfg.http
+    if request.secure or http.secure_cookies:
         return True
-    if request.app[SERVICES].cfg.http.trust_forwarded_for:
+    if http.trust_forwarded_for:
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
         return proto == "https"
     return False

@@ -1,12 +1,12 @@
-"""The Asterisk page: config version applied vs pending, the last apply error, and the
-phones registered right now (AMI)."""
+"""The Asterisk page: config version applied vs pending, the last apply error, what the
+applier holds out of Asterisk (quarantine), and the phones registered right now (AMI)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from sipprov.apply import registrations
-from sipprov.db.sql import config_state
+from sipprov import health
+from sipprov.apply import quarantine, registrations
 from sipprov.web import pages
 from sipprov.web.pages import admin_only
 
@@ -14,7 +14,8 @@ from sipprov.web.pages import admin_only
 @admin_only
 async def asterisk(request: web.Request) -> web.StreamResponse:
     services = pages.services(request)
-    state = await config_state.read(services.pool)
+    state = await health.config(services.pool)
+    held_out = await quarantine.current(services.pool)
     live = services.applier.status() if services.applier is not None else {}
     try:
         contacts, unreachable = await registrations.contacts(services.cfg.asterisk), None
@@ -22,5 +23,5 @@ async def asterisk(request: web.Request) -> web.StreamResponse:
         contacts, unreachable = [], str(exc)
     return pages.render(request, "web/asterisk.html", {
         "state": state, "live": live, "contacts": contacts, "unreachable": unreachable,
-        "last_error": state.last_error or live.get("last_error"),
+        "last_error": state.last_error or live.get("last_error"), "held_out": held_out,
     })
