@@ -541,6 +541,9 @@ class Agent:
     # Set while the applier keeps this agent out of Asterisk because a stored value does
     # not render: {"reason": ..., "since": ISO date-time}; None otherwise.
     quarantine: dict[str, Any] | None = None
+    # Settings that are stored but cannot work here, e.g. outbound_allowed without an
+    # outbound route (filled by service.flagged; reads through the API always have it).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

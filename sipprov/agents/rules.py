@@ -102,8 +102,29 @@ def refuse_sip_fields(
         raise validation.Refused("manual_dial_any", reason)
 
 
+OUTBOUND_NUMBER_REASON = "only an agent who may call out (outbound_allowed) has an outbound number"
+
+
+def check_outbound(outbound_allowed: bool, outbound_number: str | None, *, cause: str) -> None:
+    """An outbound number (caller id for outside calls) is refused on an agent who may
+    not call out: it could never be used. `cause` names the field that made it so."""
+    if outbound_number is not None and not outbound_allowed:
+        hint = "" if cause == "outbound_number" else "; clear outbound_number too"
+        raise validation.Refused(cause, OUTBOUND_NUMBER_REASON + hint)
+
+
+def outbound_warnings(cfg: Config, outbound_allowed: bool, has_sip: bool) -> list[str]:
+    """Why an agent's outbound settings cannot work, for people to fix (not refused: the
+    route may be configured after the agents)."""
+    if outbound_allowed and has_sip and not cfg.asterisk.outbound_dial:
+        return ["outbound_allowed: no outbound route is configured (asterisk.outbound_dial),"
+                " so this agent's outside calls fail"]
+    return []
+
+
 def check_create(data: AgentCreate, role: asyncpg.Record, can_sip: bool) -> None:
     """The create rules that depend only on the input and the role."""
+    check_outbound(data.outbound_allowed, data.outbound_number, cause="outbound_number")
     if not can_sip:
         refuse_sip_fields(
             role,

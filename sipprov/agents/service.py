@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 from typing import Any, TypeAlias
@@ -134,6 +135,14 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         created_by=row["created_by"],
         updated_by=row["updated_by"],
         quarantine=json.loads(row["quarantine"]) if row.get("quarantine") else None,
+    )
+
+
+def flagged(cfg: Config, agent: Agent) -> Agent:
+    """The agent with `warnings`: settings stored but unable to work here (an outbound
+    permission without an outbound route)."""
+    return dataclasses.replace(
+        agent, warnings=agentrules.outbound_warnings(cfg, agent.outbound_allowed, agent.has_sip)
     )
 
 
@@ -388,6 +397,11 @@ async def update_agent(
     new: dict[str, Any] = {
         name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
     }
+    agentrules.check_outbound(
+        new.get("outbound_allowed", row["outbound_allowed"]),
+        new.get("outbound_number", row["outbound_number"]),
+        cause="outbound_number" if "outbound_number" in changes else "outbound_allowed",
+    )
     if "login" in changes:
         new["login"] = changes["login"]
     if "role" in changes:

@@ -6,6 +6,8 @@ made them and nowhere else: no GET ever returns a secret.
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from sipprov import mailer
@@ -45,7 +47,7 @@ async def create_agent(request: web.Request) -> web.Response:
     data = parse(AgentCreate, await read_json_object(request))
     services = request.app[SERVICES]
     created = await run(services.pool, agents.create_agent, services.cfg, data, actor(request))
-    body = created.agent.to_dict()
+    body = agents.flagged(services.cfg, created.agent).to_dict()
     body["credentials"] = created.credentials()
     if data.send_credentials:  # after the commit; how it went is in the reply
         mail = await mailer.send_created(services.cfg.smtp, created, data.password)
@@ -56,8 +58,9 @@ async def create_agent(request: web.Request) -> web.Response:
 
 async def get_agent(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
-    agent = await agents.get_agent(request.app[SERVICES].pool, agent_id)
-    return json_response(agent.to_dict())
+    services = request.app[SERVICES]
+    agent = await agents.get_agent(services.pool, agent_id)
+    return json_response(agents.flagged(services.cfg, agent).to_dict())
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -71,6 +74,8 @@ async def list_agents(request: web.Request) -> web.Response:
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         cursor=query_str(request, "cursor", 512),
     )
+    cfg = request.app[SERVICES].cfg
+    page = dataclasses.replace(page, items=[agents.flagged(cfg, a) for a in page.items])
     return json_response(page.to_dict())
 
 
@@ -82,6 +87,7 @@ async def update_agent(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     updated = await run(services.pool, agents.update_agent, services.cfg, agent_id, data,
                                         actor(request), force=force)
+    updated = dataclasses.replace(updated, agent=agents.flagged(services.cfg, updated.agent))
     return await respond(request, wait, updated.config_version, 200, updated.to_dict())
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sipprov import health as db_health
 from sipprov.apply import quarantine
+from sipprov.db.sql import agents as agent_sql
 from sipprov.http.keys import SERVICES
 from sipprov.http.responses import json_response
 from sipprov.http.routes import Reply, Route
@@ -34,6 +35,18 @@ STATUS_SCHEMA = {
                 "version": {"type": ["string", "null"]},
             },
         },
+        "outbound": {
+            "type": "object",
+            "description": "whether outside calls can work: a route (asterisk.outbound_dial)"
+                           " and how many agents may call out",
+            "required": ["route_configured", "agents_allowed"],
+            "properties": {
+                "route_configured": {"type": "boolean"},
+                "agents_allowed": {"type": "integer", "minimum": 0},
+            },
+        },
+        "warnings": {"type": "array", "items": {"type": "string"},
+                     "description": "settings stored but unable to work here"},
         "config": {
             "type": "object",
             "required": ["version", "applied_version", "pending", "reloads", "last_error"],
@@ -78,8 +91,16 @@ async def status(request: web.Request) -> web.Response:
     held_out = await quarantine.current(services.pool)
     live: dict[str, Any] = services.applier.status() if services.applier is not None else {}
     last_error = state.last_error if state.last_error is not None else live.get("last_error")
+    route = bool(services.cfg.asterisk.outbound_dial)
+    allowed = await agent_sql.outbound_allowed_count(services.pool)
+    warnings = []
+    if allowed and not route:
+        warnings.append(f"{allowed} agents have outbound_allowed but no outbound route is"
+                        " configured (asterisk.outbound_dial): their outside calls fail")
     body = {
         "database": "ok",
+        "outbound": {"route_configured": route, "agents_allowed": allowed},
+        "warnings": warnings,
         "asterisk": {
             "connected": bool(live.get("ami_connected", False)),
             "version": live.get("asterisk_version"),

@@ -312,6 +312,7 @@ def _show_lines(agent: Agent) -> list[str]:
     if agent.quarantine:
         # kept out of Asterisk by the applier: say why, and since when
         data["quarantine"] = f"{agent.quarantine['reason']} (since {agent.quarantine['since']})"
+    data["warnings"] = "; ".join(agent.warnings) or None
     width = max(len(k) for k in data)
     return [f"{k:<{width}}  {'-' if v is None else agentcsv.format_cell(v)}" for k, v in data.items()]
 
@@ -373,7 +374,7 @@ async def list_(cfg: Config, args: argparse.Namespace) -> int:
 
 async def show(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
-        agent = await _resolve(pool, args.agent)
+        agent = agents.flagged(cfg, await _resolve(pool, args.agent))
     _emit(args, agent.to_dict(), _show_lines(agent))
     return EXIT_OK
 

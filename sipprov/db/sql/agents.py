@@ -257,3 +257,12 @@ async def set_sip(
     conn: asyncpg.Connection, user_id: int, md5: str, sha256: str, realm: str, actor: str
 ) -> None:
     await conn.execute(SET_SIP, user_id, md5, sha256, realm, actor)
+
+
+# Agents whose outbound permission reaches Asterisk (a SIP account): /status reports them
+# when no outbound route is configured.
+OUTBOUND_ALLOWED_COUNT = "SELECT count(*) FROM users WHERE outbound_allowed AND extension IS NOT NULL"
+
+
+async def outbound_allowed_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval(OUTBOUND_ALLOWED_COUNT)
