@@ -26,6 +26,7 @@ import jinja2
 
 from sipprov import i18n
 from sipprov.agents.models import Agent, AgentCreated, SipCredentials
+from sipprov.agents.validation import Refused
 from sipprov.config import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,21 @@ async def send_created(
 
 def may_mail(role: str) -> bool:
     return role.lower() not in NO_MAIL_ROLES
+
+
+def refuse_unmailable(agent: Agent) -> None:
+    """`send_credentials` on a password change: refused up front (nothing changes) for
+    a role that is never mailed."""
+    if not may_mail(agent.role):
+        raise Refused("send_credentials",
+                      f"credentials are never e-mailed for role {agent.role} (no web login)")
+
+
+async def send_changed(smtp: SmtpConfig, agent: Agent, *, web_password: str | None = None,
+                       sip: SipCredentials | None = None) -> MailResult:
+    """Mail a user the secret an admin just reset or rotated (the value of this moment,
+    handed in by the caller after the commit; nothing is read back from storage)."""
+    return await send_credentials(smtp, credentials_for(agent, web_password, sip))
 
 
 def subject(language: str) -> str:

@@ -286,12 +286,16 @@ class WebPasswordSet(_Input):
 
     password: str | None = Field(default=None, repr=False)
     force_change: bool | None = None
+    # E-mail the user the new password (after the commit; never read from storage).
+    send_credentials: bool = False
 
 
 class SipPasswordSet(_Input):
     """POST /api/v1/agents/{id}/sip-password."""
 
     password: str | None = Field(default=None, repr=False)
+    # E-mail the user the new SIP credentials (after the commit; never read from storage).
+    send_credentials: bool = False
 
 
 # --- queues --------------------------------------------------------------------------

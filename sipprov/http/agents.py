@@ -7,6 +7,7 @@ made them and nowhere else: no GET ever returns a secret.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from aiohttp import web
 
@@ -103,10 +104,18 @@ async def set_web_password(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     data = parse(WebPasswordSet, await read_json_object(request, empty_ok=True))
     services = request.app[SERVICES]
+    if data.send_credentials:  # refused before anything changes
+        mailer.refuse_unmailable(await agents.get_agent(services.pool, agent_id))
     generated = await run(
         services.pool, agents.set_web_password, services.cfg, agent_id, data.password, data.force_change,
         actor(request))
-    return json_response({"web_password": generated} if generated is not None else {})
+    body: dict[str, Any] = {"web_password": generated} if generated is not None else {}
+    if data.send_credentials:  # after the commit, with the password of this moment
+        agent = await agents.get_agent(services.pool, agent_id)
+        mail = await mailer.send_changed(services.cfg.smtp, agent,
+                                         web_password=generated or data.password)
+        body["credentials_email"] = mail.to_dict()
+    return json_response(body)
 
 
 async def rotate_sip_password(request: web.Request) -> web.Response:
@@ -114,9 +123,15 @@ async def rotate_sip_password(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(SipPasswordSet, await read_json_object(request, empty_ok=True))
     services = request.app[SERVICES]
+    if data.send_credentials:  # refused before anything changes
+        mailer.refuse_unmailable(await agents.get_agent(services.pool, agent_id))
     sip, version = await run(
         services.pool, agents.rotate_sip_password, services.cfg, agent_id, data.password, actor(request))
-    return await respond(request, wait, version, 200, {"sip": sip.to_dict()})
+    body: dict[str, Any] = {"sip": sip.to_dict()}
+    if data.send_credentials:  # after the commit, with the password of this moment
+        agent = await agents.get_agent(services.pool, agent_id)
+        body["credentials_email"] = (await mailer.send_changed(services.cfg.smtp, agent, sip=sip)).to_dict()
+    return await respond(request, wait, version, 200, body)
 
 
 LIST_PARAMS = (

@@ -36,10 +36,13 @@ AGENT_CREATED_SCHEMA: Schema = {
         },
     ]
 }
-SIP_SCHEMA: Schema = {"type": "object", "required": ["sip"], "properties": {"sip": SIP_CREDENTIALS}}
+SIP_SCHEMA: Schema = {"type": "object", "required": ["sip"],
+                      "properties": {"sip": SIP_CREDENTIALS,
+                                     "credentials_email": CREDENTIALS_EMAIL_SCHEMA}}
 WEB_PASSWORD_SCHEMA: Schema = {
     "type": "object",
-    "properties": {"web_password": {"type": "string", "description": "only when generated"}},
+    "properties": {"web_password": {"type": "string", "description": "only when generated"},
+                   "credentials_email": CREDENTIALS_EMAIL_SCHEMA},
 }
 
 

@@ -167,6 +167,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("agent", metavar="AGENT", help="id, login or e-mail")
     pw.add_argument("--password-stdin", action="store_true",
                     help="read the new password from stdin (default: generated)")
+    pw.add_argument("--send-credentials", action="store_true",
+                    help="e-mail the new password to the agent (needs [smtp])")
     pw.add_argument("--force-change", action=argparse.BooleanOptionalAction, default=None,
                     help="must change it at next login (default: unchanged)")
     _add_common(pw)
@@ -174,6 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sp = asub.add_parser("sip-password", help="set or generate the SIP password (printed once)")
     sp.add_argument("agent", metavar="AGENT", help="id, login or e-mail")
+    sp.add_argument("--send-credentials", action="store_true",
+                    help="e-mail the new SIP credentials to the agent (needs [smtp])")
     sp.add_argument("--password-stdin", action="store_true",
                     help="read the new SIP password from stdin (default: generated)")
     _add_common(sp, wait=True)
@@ -414,20 +418,36 @@ async def password(cfg: Config, args: argparse.Namespace) -> int:
     given = _read_secrets(1)[0] if args.password_stdin else None
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
+        if args.send_credentials:
+            mailer.refuse_unmailable(agent)
         generated = await run(pool, agents.set_web_password, cfg, agent.id, given, args.force_change, actor())
+        mail = None
+        if args.send_credentials:  # after the commit, with the password of this moment
+            mail = await mailer.send_changed(cfg.smtp, await agents.get_agent(pool, agent.id),
+                                             web_password=generated or given)
     out: dict[str, Any] = {"id": agent.id, "login": agent.login}
     lines = [f"web password of {agent.login} set"]
     if generated is not None:
         out["web_password"] = generated
         lines += [f"web password:  {generated}", "(shown once: hand it to the agent now)"]
+    lines += _mail_lines(out, mail)
     _emit(args, out, lines)
     return EXIT_OK
+
+
+def _mail_lines(out: dict[str, Any], mail: mailer.MailResult | None) -> list[str]:
+    if mail is None:
+        return []
+    out["credentials_email"] = mail.to_dict()
+    return ["credentials e-mailed" if mail.sent else f"credentials NOT e-mailed: {mail.error}"]
 
 
 async def sip_password(cfg: Config, args: argparse.Namespace) -> int:
     given = _read_secrets(1)[0] if args.password_stdin else None
     async with open_pool(cfg) as pool:
         agent = await _resolve(pool, args.agent)
+        if args.send_credentials:
+            mailer.refuse_unmailable(agent)
         sip, version = await run(pool, agents.rotate_sip_password, cfg, agent.id, given, actor())
         out: dict[str, Any] = {"id": agent.id, "login": agent.login, "sip": sip.to_dict(),
                                "config_version": version}
@@ -436,6 +456,9 @@ async def sip_password(cfg: Config, args: argparse.Namespace) -> int:
             lines += _credentials_lines(AgentCreated(agent=agent, sip=sip))
         else:
             out["sip"].pop("password")
+        if args.send_credentials:  # after the commit, with the password of this moment
+            lines += _mail_lines(out, await mailer.send_changed(
+                cfg.smtp, await agents.get_agent(pool, agent.id), sip=sip))
         _emit(args, out, lines)
         sys.stdout.flush()
         return await _wait(pool, cfg, args, version, out)
