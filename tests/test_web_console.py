@@ -296,3 +296,37 @@ def test_asterisk_page_shows_what_is_held_out(browser, console: Console) -> None
     browser.find_element(By.ID, "save").click()
     wait(browser, EC.url_contains(f"/agents/{agent_id}?done=saved"))
     wait(browser, lambda d: not held_out(d))
+
+
+def test_licence_limit_and_departments(browser, console: Console) -> None:
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/directory")
+    fill(browser, "dept-name", "Kraków")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/directory/departments'] button").click()
+    wait(browser, EC.url_contains("done=departments"))
+    assert "Kraków" in text_of(browser, "#departments table")
+    # a licence limit of "standard" at its current use: the next create is refused there
+    used = text_of(browser, "#account_types tbody tr").split()[1]
+    fill(browser, "limit-1", used)
+    browser.find_element(By.CSS_SELECTOR, "#account_types tbody form button").click()
+    wait(browser, EC.url_contains("done=account_types"))
+    assert f"{used} / {used}" in text_of(browser, "#account_types tbody tr")
+    browser.get(console.url + "/agents/new")
+    fill(browser, "first_name", "Over")
+    fill(browser, "last_name", "Limit")
+    fill(browser, "email", "over@example.com")
+    Select(browser.find_element(By.ID, "department")).select_by_value("Kraków")
+    browser.find_element(By.ID, "save").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "form-errors")))
+    assert "licence limit" in text_of(browser, "#form-errors") or \
+        "licence limit" in browser.find_element(By.ID, "account_type-error").text
+    browser.get(console.url + "/directory")
+    fill(browser, "limit-1", "")
+    browser.find_element(By.CSS_SELECTOR, "#account_types tbody form button").click()
+    wait(browser, EC.url_contains("done=account_types"))
+    assert "∞" in text_of(browser, "#account_types tbody tr")
+    # an unused department goes at once
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Delete department Kraków']").click()
+    wait(browser, EC.url_contains("done=departments"))
+    assert "Kraków" not in text_of(browser, "#departments table")

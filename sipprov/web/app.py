@@ -47,6 +47,8 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/queues/{name}/members/{agent_id}", directory.set_penalty),
     ("GET", "/directory", directory.directory),
     ("POST", "/directory/{kind}", directory.create_entry),
+    ("POST", "/directory/account_types/{name}/limit", directory.set_licence_limit),
+    ("POST", "/directory/departments/{name}/delete", directory.delete_department),
     ("GET", "/import", import_views.upload_form),
     ("POST", "/import", import_views.upload),
     ("GET", "/import/{job}", import_views.job_page),

@@ -8,11 +8,18 @@ from typing import Any
 
 from aiohttp import web
 
-from sipprov.agents.models import AccountTypeCreate, DepartmentCreate, QueueCreate, RoleCreate, parse
+from sipprov.agents.models import (
+    AccountTypeCreate,
+    AccountTypeUpdate,
+    DepartmentCreate,
+    QueueCreate,
+    RoleCreate,
+    parse,
+)
 from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
-from sipprov.errors import NotFoundError, SipprovError
+from sipprov.errors import ConfirmationRequired, NotFoundError, SipprovError
 from sipprov.web import pages
 from sipprov.web.pages import admin_only
 
@@ -91,13 +98,13 @@ async def set_penalty(request: web.Request) -> web.StreamResponse:
 
 
 async def _directory_page(request: web.Request, errors: dict[str, dict[str, str]] | None = None,
-                          status: int = 200) -> web.Response:
+                          status: int = 200, confirm: dict[str, str] | None = None) -> web.Response:
     pool = pages.services(request).pool
     return pages.render(request, "web/directory.html", {
         "departments": await lookups.list_departments(pool),
         "roles": await lookups.list_roles(pool),
         "account_types": await lookups.list_account_types(pool),
-        "errors": errors or {}, "done": request.query.get("done"),
+        "errors": errors or {}, "done": request.query.get("done"), "confirm": confirm,
     }, status=status)
 
 
@@ -134,3 +141,41 @@ async def create_entry(request: web.Request) -> web.StreamResponse:
     except SipprovError as exc:
         return await _directory_page(request, {kind: _error(request, exc)}, 422)
     return pages.redirect(f"/directory?done={kind}#{kind}")
+
+
+@admin_only
+async def set_licence_limit(request: web.Request) -> web.StreamResponse:
+    """POST /directory/account_types/{name}/limit: a new licence limit (empty: none)."""
+    services = pages.services(request)
+    name = request.match_info["name"]
+    _ = pages.gettext(request)
+    limit = pages.text(pages.form(request), "max_users")
+    if limit and not limit.isdecimal():
+        return await _directory_page(
+            request, {"account_types": {"max_users:" + name: _("Enter a whole number.")}}, 422)
+    try:
+        await run(services.pool, lookups.update_account_type, services.cfg, name,
+                  parse(AccountTypeUpdate, {"max_users": int(limit) if limit else None}),
+                  pages.actor(request))
+    except NotFoundError:
+        raise web.HTTPNotFound() from None
+    except SipprovError as exc:
+        return await _directory_page(
+            request, {"account_types": {"max_users:" + name: pages.service_message(request, exc)}}, 422)
+    return pages.redirect("/directory?done=account_types#account_types")
+
+
+@admin_only
+async def delete_department(request: web.Request) -> web.StreamResponse:
+    """POST /directory/departments/{name}/delete; a department in use asks to confirm
+    (its users stay, without a department)."""
+    services = pages.services(request)
+    name = request.match_info["name"]
+    try:
+        await run(services.pool, lookups.delete_department, services.cfg, name, pages.actor(request),
+                  force=pages.form(request).get("force") is not None)
+    except NotFoundError:
+        raise web.HTTPNotFound() from None
+    except ConfirmationRequired as exc:
+        return await _directory_page(request, status=409, confirm={"department": name, "what": exc.what})
+    return pages.redirect("/directory?done=departments#departments")
