@@ -10,14 +10,17 @@ Columns are the HTTP API's field names, so a file reads like a list of API bodie
 - a reject file has the same columns plus `error`, which import ignores, so the
   rejected rows can be fixed and imported again as they are.
 
-Files are UTF-8 (a BOM, as Excel writes it, is accepted), comma-separated, quoted as
-needed (csv module, "excel" dialect). Spreadsheet formula injection: every text field
+Files are UTF-8 (a BOM, as Excel writes it, is accepted; UTF-16 with its BOM too),
+separated by `,`, `;` or tabs (detected from the header: the separator that names known
+columns), quoted as needed (csv module, "excel" dialect); export writes `,` and UTF-8.
+The full format is docs/csv.md. Spreadsheet formula injection: every text field
 is whitelisted by validation.py; none admits `=`, quotes or `,` together with `(`, so
 no exported cell can carry a working formula.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterable
@@ -64,6 +67,14 @@ CONTROL_COLUMNS: tuple[str, ...] = ("action", "force")
 ACTIONS: tuple[str, ...] = ("create", "update", "delete")
 IMPORT_COLUMNS: tuple[str, ...] = AGENT_COLUMNS + SECRET_COLUMNS
 ERROR_COLUMN = "error"
+# The credentials file an import writes can be imported back (e.g. into a restored
+# database): its web_password is the password column, and the SIP details it repeats
+# (username = the extension, realm, server) are accepted and not stored.
+COLUMN_ALIASES: dict[str, str] = {"web_password": "password"}
+IGNORED_COLUMNS: tuple[str, ...] = ("sip_username", "sip_realm", "sip_server")
+# Separators of the files admins produce: Excel writes `;` where `,` is the decimal
+# separator (Polish, Vietnamese), "Unicode text" is tab-separated UTF-16.
+DELIMITERS: tuple[str, ...] = (",", ";", "\t")
 # API-only fields: an import never e-mails (the credentials file is handed out instead).
 API_ONLY_FIELDS = frozenset({"send_credentials"})
 
@@ -142,15 +153,17 @@ def agent_to_row(agent: Agent) -> dict[str, str]:
 
 
 def _check_header(header: list[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
-    columns = tuple(h.strip() for h in header)
+    columns = tuple(COLUMN_ALIASES.get(h.strip(), h.strip()) for h in header)
     seen: set[str] = set()
     for col in columns:
         if col in API_ONLY_FIELDS:
             raise ValidationError(
                 f"line 1: column {col} is not supported by import (the credentials file is"
                 " handed out instead)", col)
-        if col not in allowed and col != ERROR_COLUMN:
-            raise ValidationError(f"line 1: unknown column {col!r}", col or None)
+        if col not in allowed and col not in (ERROR_COLUMN, *IGNORED_COLUMNS):
+            raise ValidationError(
+                f"line 1: unknown column {col!r}; the columns are {', '.join(allowed)}"
+                " (docs/csv.md)", col or None)
         if col in seen:
             raise ValidationError(f"line 1: column {col} appears twice", col)
         seen.add(col)
@@ -177,9 +190,21 @@ def parse_action(cell: str) -> str:
     return value
 
 
+def detect_delimiter(first_line: str, allowed: tuple[str, ...]) -> str:
+    """The separator whose split of the header names the most known columns (`,` when
+    none does: the error then lists the valid columns)."""
+    def known(delimiter: str) -> int:
+        cells = next(csv.reader([first_line], delimiter=delimiter), [])
+        return sum(1 for c in cells if COLUMN_ALIASES.get(c.strip(), c.strip()) in allowed)
+    return max(DELIMITERS, key=lambda d: (known(d), d == ","))
+
+
 def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS + CONTROL_COLUMNS) -> CsvFile:
-    """Read a whole file; header and structure errors are ValidationErrors with the line."""
-    reader = csv.reader(fh, strict=True)
+    """Read a whole file (`,`, `;` or tab separated, detected from the header); header
+    and structure errors are ValidationErrors with the line."""
+    text = fh.read()
+    delimiter = detect_delimiter(text.split("\n", 1)[0].rstrip("\r"), allowed)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -199,15 +224,29 @@ def parse_text(fh: TextIO, allowed: tuple[str, ...] = IMPORT_COLUMNS + CONTROL_C
             start = reader.line_num + 1
     except csv.Error as exc:
         raise ValidationError(f"line {reader.line_num}: not valid CSV ({exc})", None) from None
-    return CsvFile(tuple(c for c in columns if c != ERROR_COLUMN), rows)
+    for row in rows:
+        for col in IGNORED_COLUMNS:
+            row.cells.pop(col, None)
+    return CsvFile(tuple(c for c in columns if c not in (ERROR_COLUMN, *IGNORED_COLUMNS)), rows)
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 with or without a BOM; UTF-16 when it starts with its BOM (Excel's
+    "Unicode text"). UnicodeDecodeError otherwise."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
 
 
 def read_file(path: Path | str) -> CsvFile:
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            return parse_text(fh)
+        with open(path, "rb") as fh:
+            text = decode(fh.read())
+        return parse_text(io.StringIO(text, newline=""))
     except UnicodeDecodeError as exc:
-        raise ValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", None) from None
+        raise ValidationError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as"
+            " \"CSV UTF-8\"", None) from None
     except FileNotFoundError:
         raise ValidationError(f"{path}: no such file", None) from None
     except IsADirectoryError:

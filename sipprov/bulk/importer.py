@@ -1,4 +1,4 @@
-"""Bulk import and export of agents as CSV (the format: agentcsv.py).
+"""Bulk import and export of agents as CSV (every column, value format and example: docs/csv.md).
 
 Import, in order:
 
