@@ -63,6 +63,8 @@ class Credentials:
     sip: SipDetails | None = None
     # One of i18n.LANGUAGES: the mail's language.
     language: str = i18n.DEFAULT_LANGUAGE
+    # A re-sent mail after a reset or rotation: "changed", not "created", details.
+    changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class MailResult:
 
 
 def credentials_for(agent: Agent, web_password: str | None = None,
-                    sip: SipCredentials | None = None) -> Credentials:
+                    sip: SipCredentials | None = None, *, changed: bool = False) -> Credentials:
     """What a mail tells `agent`, in their language: the secrets of this moment (a create,
     a password reset, a SIP rotation), never anything read back from storage."""
     return Credentials(
@@ -88,6 +90,7 @@ def credentials_for(agent: Agent, web_password: str | None = None,
         force_password_change=agent.force_password_change,
         sip=SipDetails(sip.username, sip.password, sip.realm, sip.server) if sip is not None else None,
         language=agent.language,
+        changed=changed,
     )
 
 
@@ -121,7 +124,7 @@ async def send_changed(smtp: SmtpConfig, agent: Agent, *, web_password: str | No
                        sip: SipCredentials | None = None) -> MailResult:
     """Mail a user the secret an admin just reset or rotated (the value of this moment,
     handed in by the caller after the commit; nothing is read back from storage)."""
-    return await send_credentials(smtp, credentials_for(agent, web_password, sip))
+    return await send_credentials(smtp, credentials_for(agent, web_password, sip, changed=True))
 
 
 def subject(language: str) -> str:

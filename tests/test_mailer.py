@@ -282,3 +282,25 @@ async def test_created_user_is_mailed_in_their_language(
     assert creds["web_password"] in text and creds["sip"]["password"] in text
     logged = ours(caplog)
     assert creds["web_password"] not in logged and creds["sip"]["password"] not in logged
+
+
+@pytest.mark.parametrize("language, changed_line", [
+    ("vi", "Thông tin đăng nhập của bạn đã được thay đổi. Thông tin mới ở bên dưới."),
+    ("pl", "Twoje dane logowania zostały zmienione. Nowe znajdziesz poniżej."),
+])
+async def test_resent_mail_is_in_the_users_language(admin: aiohttp.ClientSession, inbox: Inbox,
+                                                    language: str, changed_line: str) -> None:
+    """A SIP rotation's re-sent mail: the user's language, and it says what happened."""
+    want = IN_LANGUAGE[language]
+    first, last = want["name"]
+    a = (await call(admin, "POST", "/api/v1/agents", json=agent_body(
+        first_name=first, last_name=last, language=language))).body
+    r = await call(admin, "POST", f"/api/v1/agents/{a['id']}/sip-password",
+                   json={"send_credentials": True})
+    assert r.status == 200 and r.body["credentials_email"]["sent"] is True, r.body
+    msg = inbox.messages[0][2]
+    assert msg["Subject"] == want["subject"]
+    assert msg["To"].addresses[0].display_name == want["display"]
+    text = body_of(msg)
+    assert changed_line in text and want["lines"][1] not in text  # not "account created"
+    assert r.body["sip"]["password"] in text and changed_line in body_of(msg, "html")
