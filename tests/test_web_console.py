@@ -20,6 +20,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from sipprov.pbx import sipp
+from tests.test_mailer import body_of
 from tests.web_fixtures import ADMIN_PASSWORD, AGENT_PASSWORD, LOCKED_PASSWORD, VI_PASSWORD, Console
 
 pytest_plugins = ["tests.web_fixtures"]
@@ -97,6 +98,19 @@ def test_create_agent_register_and_rotate(browser, console: Console, first: str,
     assert not old.ok and old.status in (401, 403), old
     fresh = register(console, username, new_password)
     assert fresh.ok and fresh.status == 200, fresh
+
+
+def test_rotation_with_credentials_e_mail(browser, console: Console) -> None:
+    browser.get(console.url + "/agents?q=ngoc")
+    browser.find_element(By.LINK_TEXT, "Trần Thị Bích Ngọc").click()
+    browser.find_element(By.ID, "send-sip").click()
+    browser.find_element(By.ID, "rotate-sip").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "sip-password")))
+    password = browser.find_element(By.ID, "sip-password").get_attribute("value")
+    assert "The credentials were e-mailed." in browser.page_source
+    _sender, rcpts, msg = console.inbox.messages[-1]
+    assert rcpts == ["tran-thi-bich.ngoc@example.com"]
+    assert password in body_of(msg)
 
 
 def test_search_ignores_diacritics_and_filters(browser, console: Console) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from sipprov.agents import extensions
 from sipprov.agents import service as agents
@@ -29,6 +30,7 @@ from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.transaction import run
 from tests.conftest import IN_CI, cloned_database
+from tests.test_mailer import Inbox
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -85,6 +87,8 @@ class Console:
     admin_id: int
     agent_id: int
     agent_extension: int
+    # What the service e-mailed (a real SMTP server, aiosmtpd).
+    inbox: Inbox
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -94,7 +98,7 @@ class Console:
             return exc.code, exc.read()
 
 
-def _toml(cfg: Config, dsn: str, port: int) -> str:
+def _toml(cfg: Config, dsn: str, port: int, smtp_port: int) -> str:
     a, p = cfg.asterisk, cfg.pbx
     return (
         f"[http]\nhost = \"127.0.0.1\"\nport = {port}\n"
@@ -106,6 +110,7 @@ def _toml(cfg: Config, dsn: str, port: int) -> str:
         f"sip_port = {p.sip_port}\n"
         "[security]\nlogin_free_attempts = 3\nlogin_lockout_attempts = 3\nlogin_lockout_s = 600\n"
         "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 1.0\n"
+        f"[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsender = \"pbx@example.com\"\ntimeout_s = 5.0\n"
     )
 
 
@@ -138,9 +143,12 @@ async def console(pbx, pbx_config: Config, pg_base_dsn: str, pg_template: str) -
     async with cloned_database(pg_base_dsn, pg_template) as dsn:
         admin_id, agent_id, extension = await _seed(pbx_config, dsn)
         port = free_port()
+        inbox = Inbox()
+        smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+        smtp.start()
         folder = Path(tempfile.mkdtemp(prefix="sipprov-web-test-"))
         conf = folder / "sipprov.toml"
-        conf.write_text(_toml(pbx_config, dsn, port))
+        conf.write_text(_toml(pbx_config, dsn, port, smtp.port))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         log = (folder / "serve.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "sipprov.cli.main", "-c", str(conf), "serve"],
@@ -156,8 +164,9 @@ async def console(pbx, pbx_config: Config, pg_base_dsn: str, pg_template: str) -
                     pytest.fail("sipprov serve did not start:\n"
                                 + (folder / "serve.log").read_text()[-3000:])
                 await asyncio.sleep(0.1)
-            yield Console(url, dsn, pbx_config, admin_id, agent_id, extension)
+            yield Console(url, dsn, pbx_config, admin_id, agent_id, extension, inbox)
         finally:
+            smtp.stop()
             proc.terminate()
             try:
                 proc.wait(20)

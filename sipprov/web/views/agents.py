@@ -130,7 +130,7 @@ async def preview(request: web.Request) -> web.StreamResponse:
 
 @admin_only
 async def show(request: web.Request) -> web.StreamResponse:
-    agent = await _get(request)
+    agent = agents.flagged(pages.services(request).cfg, await _get(request))
     return pages.render(request, "web/agents/show.html",
                         {"agent": agent, "done": request.query.get("done")})
 
@@ -188,20 +188,31 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return pages.redirect("/agents?done=deleted")
 
 
+def _send_requested(request: web.Request, agent: Any) -> bool:
+    """The form's "e-mail the new credentials" box; refused up front (nothing changes)
+    for a role that is never mailed."""
+    if pages.form(request).get("send_credentials") is None:
+        return False
+    mailer.refuse_unmailable(agent)
+    return True
+
+
 @admin_only
 async def rotate_sip(request: web.Request) -> web.StreamResponse:
     services = pages.services(request)
     agent = await _get(request)
     _ = pages.gettext(request)
     try:
+        send = _send_requested(request, agent)
         sip, version = await run(services.pool, agents.rotate_sip_password, services.cfg, agent.id, None,
-                                                        pages.actor(request))
+                                 pages.actor(request))
     except ValidationError as exc:
         return pages.render(request, "web/agents/show.html",
                             {"agent": agent, "error": pages.service_message(request, exc)}, status=422)
+    mail = await mailer.send_changed(services.cfg.smtp, agent, sip=sip) if send else None
     state = await applied.wait(request, version)
     return pages.render(request, "web/agents/created.html", {
-        "agent": agent, "web_password": None, "sip": sip, "applied": state, "mail": None,
+        "agent": agent, "web_password": None, "sip": sip, "applied": state, "mail": mail,
         "title": _("New SIP password"),
     })
 
@@ -212,12 +223,14 @@ async def reset_web_password(request: web.Request) -> web.StreamResponse:
     agent = await _get(request)
     _ = pages.gettext(request)
     try:
+        send = _send_requested(request, agent)
         generated = await run(services.pool, agents.set_web_password, services.cfg, agent.id, None, True,
-                                                  pages.actor(request))
+                              pages.actor(request))
     except ValidationError as exc:
         return pages.render(request, "web/agents/show.html",
                             {"agent": agent, "error": pages.service_message(request, exc)}, status=422)
+    mail = await mailer.send_changed(services.cfg.smtp, agent, web_password=generated) if send else None
     return pages.render(request, "web/agents/created.html", {
-        "agent": agent, "web_password": generated, "sip": None, "applied": None, "mail": None,
+        "agent": agent, "web_password": generated, "sip": None, "applied": None, "mail": mail,
         "title": _("New web password"),
     })
