@@ -107,6 +107,24 @@ class HttpConfig:
     # Always mark the web console's cookies Secure (TLS ends at a proxy that sends no
     # X-Forwarded-Proto); otherwise they are Secure when the request came over TLS.
     secure_cookies: bool = False
+    # Key of the signed avatar URLs (hex, >= 32 bytes; env SIPPROV_URL_SIGNING_KEY).
+    # Empty: a random key per process - links stop working at a restart, and several
+    # instances behind one address need the same key.
+    url_signing_key: str = ""
+    # How long a signed avatar URL works.
+    avatar_url_ttl_s: Annotated[int, Field(ge=60)] = 86400
+
+    @field_validator("url_signing_key")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        if value:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise ValueError("must be hex") from None
+            if len(raw) < 32:
+                raise ValueError("must be at least 32 bytes (64 hex digits)")
+        return value
 
     @field_validator("host")
     @classmethod
@@ -436,6 +454,7 @@ ENV_OVERRIDES = {
     "SIPPROV_DSN": ("database", "dsn"),
     "SIPPROV_AMI_SECRET": ("asterisk", "ami_secret"),
     "SIPPROV_SMTP_PASSWORD": ("smtp", "password"),
+    "SIPPROV_URL_SIGNING_KEY": ("http", "url_signing_key"),
 }
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from sipprov import mailer
 from sipprov.agents import service as agents
 from sipprov.agents.models import (
+    Agent,
     AgentCreate,
     AgentUpdate,
     SipPasswordSet,
@@ -22,6 +23,7 @@ from sipprov.agents.models import (
 )
 from sipprov.agents.validation import DEPARTMENT_NAME_MAX, QUEUE_NAME_MAX, ROLE_NAME_MAX
 from sipprov.db.transaction import run
+from sipprov.http import avatars as avatar_links
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
 from sipprov.http.openapi_schemas import (
@@ -43,12 +45,21 @@ def location(agent_id: int) -> str:
     return f"/api/v1/agents/{agent_id}"
 
 
+def present(request: web.Request, agent: Agent) -> Agent:
+    """The agent as the API shows it: with its warnings, and an uploaded avatar as a
+    signed link a web page can show without a bearer token."""
+    agent = agents.flagged(request.app[SERVICES].cfg, agent)
+    if agent.avatar_url.startswith("/api/"):
+        agent = dataclasses.replace(agent, avatar_url=avatar_links.signed_url(request, agent.id))
+    return agent
+
+
 async def create_agent(request: web.Request) -> web.Response:
     wait = parse_wait(request)
     data = parse(AgentCreate, await read_json_object(request))
     services = request.app[SERVICES]
     created = await run(services.pool, agents.create_agent, services.cfg, data, actor(request))
-    body = agents.flagged(services.cfg, created.agent).to_dict()
+    body = present(request, created.agent).to_dict()
     body["credentials"] = created.credentials()
     if data.send_credentials:  # after the commit; how it went is in the reply
         mail = await mailer.send_created(services.cfg.smtp, created, data.password)
@@ -61,7 +72,7 @@ async def get_agent(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     services = request.app[SERVICES]
     agent = await agents.get_agent(services.pool, agent_id)
-    return json_response(agents.flagged(services.cfg, agent).to_dict())
+    return json_response(present(request, agent).to_dict())
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -75,8 +86,7 @@ async def list_agents(request: web.Request) -> web.Response:
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         cursor=query_str(request, "cursor", 512),
     )
-    cfg = request.app[SERVICES].cfg
-    page = dataclasses.replace(page, items=[agents.flagged(cfg, a) for a in page.items])
+    page = dataclasses.replace(page, items=[present(request, a) for a in page.items])
     return json_response(page.to_dict())
 
 
@@ -88,7 +98,7 @@ async def update_agent(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     updated = await run(services.pool, agents.update_agent, services.cfg, agent_id, data,
                                         actor(request), force=force)
-    updated = dataclasses.replace(updated, agent=agents.flagged(services.cfg, updated.agent))
+    updated = dataclasses.replace(updated, agent=present(request, updated.agent))
     return await respond(request, wait, updated.config_version, 200, updated.to_dict())
 
 

@@ -12,12 +12,13 @@ from aiohttp import web
 
 from sipprov import web as web_console
 from sipprov.access.ratelimit import LoginRateLimiter
+from sipprov.access.urlsign import UrlSigner
 from sipprov.context import Services
 from sipprov.errors import ValidationError
 from sipprov.http import agents, audit, auth_routes, avatars, directory, openapi, queues, status
 from sipprov.http.auth import auth_middleware
 from sipprov.http.errors import Handler, error_middleware
-from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES
+from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES, URL_SIGNER
 from sipprov.http.routes import Route
 from sipprov.http.waiting import PARAMS as WAIT_PARAMS
 
@@ -51,6 +52,8 @@ def create_app(services: Services, *, clock: Callable[[], float] = time.monotoni
     app[LOGIN_LIMITER] = LoginRateLimiter(services.cfg.security, clock=clock)
     app[PUBLIC_ROUTES] = frozenset((r.method, r.path) for r in routes if r.public)
     app[OPENAPI_DOCUMENT] = json.dumps(openapi.build_document(routes)).encode()
+    app[URL_SIGNER] = UrlSigner.from_config(services.cfg.http.url_signing_key,
+                                            services.cfg.http.avatar_url_ttl_s)
     for route in routes:
         app.router.add_route(route.method, route.path, known_query_only(route),
                              name=route.operation_id)

@@ -30,7 +30,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     method = "GET" if request.method == "HEAD" else request.method
     if not request.path.startswith("/api/"):  # the web console: its own sessions (sipprov.web)
         return await handler(request)
-    if (method, request.path) in request.app[PUBLIC_ROUTES]:
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else request.path
+    if (method, template) in request.app[PUBLIC_ROUTES]:
         return await handler(request)
     token = bearer_token(request)
     info = await verify_token(request.app[SERVICES].pool, token)

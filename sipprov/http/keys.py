@@ -6,6 +6,7 @@ from aiohttp import web
 
 from sipprov.access.ratelimit import LoginRateLimiter
 from sipprov.access.tokens import TokenInfo
+from sipprov.access.urlsign import UrlSigner
 from sipprov.context import Services
 
 SERVICES = web.AppKey("services", Services)
@@ -14,6 +15,7 @@ LOGIN_LIMITER = web.AppKey("login_limiter", LoginRateLimiter)
 PUBLIC_ROUTES = web.AppKey("public_routes", frozenset)
 # GET /api/v1/openapi.json, serialized once when the app is made.
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+URL_SIGNER = web.AppKey("url_signer", UrlSigner)
 # The token that authenticated the request (request[TOKEN]); absent on public routes.
 # web.RequestKey exists from aiohttp 3.12 on; a plain string key works everywhere.
 TOKEN = (web.RequestKey("token", TokenInfo) if hasattr(web, "RequestKey")  # type: ignore[attr-defined]

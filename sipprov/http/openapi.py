@@ -75,7 +75,7 @@ def error_statuses(route: Route) -> list[int]:
             statuses.add(403)
     if route.body is not None:
         statuses |= {413, 422}
-        if JSON in route.body_media:
+        if JSON in route.body_media or any(m.startswith("multipart/") for m in route.body_media):
             statuses.add(400)
     # Every route refuses query parameters it does not document (422 naming them).
     statuses.add(422)
