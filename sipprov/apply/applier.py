@@ -371,7 +371,8 @@ class Applier:
             self._applied_cond.notify_all()
 
     async def _record_error(self, message: str) -> None:
-        self._stats.failed(message)
+        """Record in the database first, then in status(): whoever sees the error in
+        status() finds it in the database too (GET /status reads the database)."""
         try:
             conn = self.db.alive()
             if conn is not None:
@@ -380,3 +381,5 @@ class Applier:
                 await asyncio.wait_for(config_state.mark_error(self.pool, message), 5)
         except Exception as exc:
             log.debug("could not record the apply error: %s", exc)
+        finally:
+            self._stats.failed(message)
