@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
+from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.transaction import run
@@ -137,9 +138,21 @@ async def _seed(cfg: Config, dsn: str) -> tuple[int, int, int]:
         await pool.close()
 
 
+async def _forget_registrations(cfg: Config) -> None:
+    """The PBX is shared by the whole test session: a phone an earlier test registered for
+    the same extension number would show as this module's agent's phone."""
+    client = AmiClient(cfg.asterisk)
+    await client.connect()
+    try:
+        await client.send({"Action": "DBDelTree", "Family": "registrar"})
+    finally:
+        await client.close()
+
+
 @pytest.fixture(scope="module")
 async def console(pbx, pbx_config: Config, pg_base_dsn: str, pg_template: str) -> AsyncIterator[Console]:
     """`sipprov serve` on its own database and the test PBX, with three users."""
+    await _forget_registrations(pbx_config)
     async with cloned_database(pg_base_dsn, pg_template) as dsn:
         admin_id, agent_id, extension = await _seed(pbx_config, dsn)
         port = free_port()
