@@ -37,12 +37,14 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         _unavailable("sipp is not installed (apt-get install sip-tester)")
     if not pbx_mod.is_built(Config().pbx):
         _unavailable("the PBX root is not built (sipprov pbx build)")
+    instances = Config().pbx.instance_dir.parent
+    before = {p.name for p in instances.glob("bench-*")}
     out, md = tmp_path / "results.json", tmp_path / "benchmarks.md"
     argv = [sys.executable, "-m", "bench", "--agents", "50", "--creates", "5", "--burst", "20",
             "--import-rows", "50", "--rotations", "3", "--floor-reloads", "2",
             "--register-sample", "10", "--import-role", "extension",
             "--out", str(out), "--markdown", str(md)]
-    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120,
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
                          stdin=subprocess.DEVNULL)
     assert res.returncode == 0, f"bench failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     assert "create -> registrable" in res.stderr.lower()  # progress lines
@@ -85,6 +87,6 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert "## Goals" in text and "Create to registrable" in text
 
     # cleaned up: no bench instance of this run left in the PBX root
-    left = [p.name for p in Config().pbx.instance_dir.parent.glob("bench-*")
-            if not Path(f"/proc/{p.name.removeprefix('bench-')}").exists()]
+    left = [p.name for p in instances.glob("bench-*") if p.name not in before
+            and not Path(f"/proc/{p.name.removeprefix('bench-')}").exists()]
     assert not left, f"bench instances left behind: {left}"
