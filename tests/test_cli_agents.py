@@ -180,18 +180,18 @@ def test_wait_reports_pending_but_keeps_the_secrets(conf: Path, capsys) -> None:
 def test_exit_codes(conf: Path, tmp_path: Path) -> None:
     setup_queues(conf)
     r = sub(conf, "create", "--first-name", "Jan", "--last-name", "Kowalski", "--email", "nope")
-    assert r.returncode == 2 and "(email)" in r.stderr
+    assert r.returncode == 2 and "--email:" in r.stderr
 
     r = sub(conf, "create", "--first-name", "Jan\n[x]", "--last-name", "Kowalski",
             "--email", "jk@example.com")
-    assert r.returncode == 2 and "(first_name)" in r.stderr
+    assert r.returncode == 2 and "--first-name:" in r.stderr
 
     r = sub(conf, "create", "--last-name", "Kowalski", "--email", "jk@example.com")
     assert r.returncode == 2 and "--first-name" in r.stderr
 
     r = sub(conf, "create", "--first-name", "Jan", "--last-name", "Kowalski",
             "--email", "jk@example.com", "--queue", "nosuch")
-    assert r.returncode == 2 and "queues.0.name" in r.stderr
+    assert r.returncode == 2 and "--queue: unknown queue nosuch" in r.stderr
 
     r = sub(conf, "create", "--first-name", "Jan", "--last-name", "Kowalski",
             "--email", "jk@example.com", "--json")
@@ -200,13 +200,13 @@ def test_exit_codes(conf: Path, tmp_path: Path) -> None:
 
     r = sub(conf, "create", "--first-name", "Jan", "--last-name", "Kowalski",
             "--email", "jk@example.com")
-    assert r.returncode == 2 and "(email)" in r.stderr
+    assert r.returncode == 2 and "--email:" in r.stderr
 
     r = sub(conf, "show", "nobody")
     assert r.returncode == 2 and "not found" in r.stderr
 
     r = sub(conf, "set", "jan.kowalski", "--extension", "50")
-    assert r.returncode == 2 and "(extension)" in r.stderr
+    assert r.returncode == 2 and "--extension" in r.stderr
 
     down = tmp_path / "down.toml"
     down.write_text(toml_config("postgresql://nobody@127.0.0.1:1/none", tmp_path))

@@ -120,7 +120,7 @@ def test_cli_set_needs_force(conf: Path, capsys: pytest.CaptureFixture[str]) -> 
     capsys.readouterr()
     assert main(["-c", str(conf), "agents", "set", "ewa.zak", "--role", "end-user"]) == 2
     err = capsys.readouterr().err
-    assert "confirm with --force" in err and "extension" in err and "(role)" in err
+    assert "confirm with --force" in err and "extension" in err and "--role:" in err
     assert main(["-c", str(conf), "agents", "set", "ewa.zak", "--role", "end-user", "--force",
                  "--json"]) == 0
     assert '"extension": null' in capsys.readouterr().out

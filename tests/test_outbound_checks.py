@@ -82,7 +82,7 @@ def test_cli_outbound(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["-c", str(conf), "agents"]
     assert main(base + ["create", "--first-name", "Ewa", "--last-name", "Żak", "--email",
                         "ewa@example.com", "--outbound-number", "+48221234567"]) == 2
-    assert "outbound_number" in capsys.readouterr().err
+    assert "--outbound-number:" in capsys.readouterr().err
     assert main(base + ["create", "--first-name", "Ewa", "--last-name", "Żak", "--email",
                         "ewa@example.com", "--outbound-allowed"]) == 0
     capsys.readouterr()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from sipprov import __version__
 from sipprov import config as config_mod
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", metavar="FILE",
         help="TOML configuration file (default: $SIPPROV_CONFIG, else built-in defaults)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show logs (debug level) and runtime warnings on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
@@ -36,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:  # quiet by default: the result only (-v shows logs and warnings)
+        warnings.simplefilter("ignore")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from sipprov import i18n, mailer
-from sipprov.agents import extensions
+from sipprov.agents import avatars, extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import (
     NOT_NULLABLE_ON_UPDATE,
@@ -182,6 +182,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="read the new SIP password from stdin (default: generated)")
     _add_common(sp, wait=True)
     sp.set_defaults(func=sip_password)
+
+    av = asub.add_parser("avatar", help="upload, save or remove an agent's avatar")
+    av.add_argument("agent", metavar="AGENT", help="id, login or e-mail")
+    what = av.add_mutually_exclusive_group(required=True)
+    what.add_argument("--set", type=Path, metavar="FILE", help="upload a PNG, JPEG or WebP (8 MB)")
+    what.add_argument("--save", type=Path, metavar="FILE", help="write the uploaded avatar to FILE")
+    what.add_argument("--remove", action="store_true", help="back to the gravatar")
+    _add_common(av)
+    av.set_defaults(func=avatar)
 
     im = asub.add_parser(
         "import", help="create/update agents from CSV (one transaction, one apply)",
@@ -372,7 +381,7 @@ async def list_(cfg: Config, args: argparse.Namespace) -> int:
         print(f"{a.id:>6}  {a.login:<28} {name:<30} {ext:>5}  {a.role:<11} "
               f"{a.department or '-':<16} {agentcsv.format_queues(a.queues) or '-'}")
     if cursor:
-        print(f"more: --cursor {cursor}", file=sys.stderr)
+        print(f"next page: --cursor {cursor}")
     return EXIT_OK
 
 
@@ -462,6 +471,31 @@ async def sip_password(cfg: Config, args: argparse.Namespace) -> int:
         _emit(args, out, lines)
         sys.stdout.flush()
         return await _wait(pool, cfg, args, version, out)
+
+
+async def avatar(cfg: Config, args: argparse.Namespace) -> int:
+    async with open_pool(cfg) as pool:
+        agent = await _resolve(pool, args.agent)
+        if args.set is not None:
+            try:
+                data = args.set.read_bytes()
+            except OSError as exc:
+                raise ValidationError(f"--set: cannot read {args.set}: {exc.strerror}", "--set") from None
+            await run(pool, avatars.store, agent.id, data, None, actor())
+            out = {"id": agent.id, "login": agent.login, "avatar": "uploaded", "bytes": len(data)}
+            line = f"avatar of {agent.login} uploaded ({len(data)} bytes)"
+        elif args.save is not None:
+            image = await avatars.get(pool, agent.id)
+            args.save.write_bytes(image.data)
+            out = {"id": agent.id, "login": agent.login, "content_type": image.content_type,
+                   "file": str(args.save)}
+            line = f"avatar of {agent.login} ({image.content_type}) written to {args.save}"
+        else:
+            await run(pool, avatars.delete, agent.id, actor())
+            out = {"id": agent.id, "login": agent.login, "avatar": "removed"}
+            line = f"avatar of {agent.login} removed"
+    _emit(args, out, [line])
+    return EXIT_OK
 
 
 async def import_(cfg: Config, args: argparse.Namespace) -> int:

@@ -23,6 +23,28 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
 
+def option_name(field: str) -> str:
+    """The CLI's spelling of an API field: `first_name` -> `--first-name`,
+    `queues.0.name` -> `--queue`, `password` -> `--password-stdin`."""
+    if field.startswith("--"):
+        return field
+    head = field.split(".", 1)[0]
+    special = {"queues": "--queue", "password": "--password-stdin",
+               "sip_password": "--sip-password-stdin"}
+    return special.get(head, "--" + head.replace("_", "-"))
+
+
+def cli_message(message: str, field: str | None) -> str:
+    """A service error in the CLI's words: the field named as the option that sets it."""
+    if not field:
+        return message
+    option = option_name(field)
+    prefix = f"{field}: "
+    if message.startswith(prefix):
+        return f"{option}: {message[len(prefix):]}"
+    return f"{message} ({option})"
+
+
 def cli_actor() -> str:
     """How the audit log names a change made from this command line: `cli:<user>`."""
     try:
@@ -44,9 +66,8 @@ def run_command(func: Callable[..., Any], cfg: Config, args: argparse.Namespace)
             result = asyncio.run(result)
         return int(result or 0)
     except SipprovError as exc:
-        where = f" ({exc.field})" if exc.field else ""
         message = exc.confirm_with("--force") if isinstance(exc, ConfirmationRequired) else exc.message
-        return fail(f"{message}{where}", EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
+        return fail(cli_message(message, exc.field), EXIT_USAGE if exc.status < 500 else EXIT_FAILED)
     except database.DatabaseUnavailable as exc:
         return fail(f"database unavailable: {exc}", EXIT_UNAVAILABLE)
     except embedded.EmbeddedUnavailable as exc:
