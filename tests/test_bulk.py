@@ -298,7 +298,11 @@ async def test_dry_run_writes_nothing(big_cfg: Config, bulk_pool: asyncpg.Pool, 
     path = write_csv(tmp_path / "dry.csv", rows)
     before = await counts(bulk_pool)
     audit_before = await bulk_pool.fetchval("SELECT count(*) FROM audit_log")
-    report = await bulk.import_file(bulk_pool, big_cfg, path, opts(dry_run=True))
+    # agent3's e-mail belongs to Jan Kowalski: by default a rejected row (another person,
+    # tests/test_import_identity.py); matched by e-mail when asked for.
+    refused = await bulk.import_file(bulk_pool, big_cfg, path, opts(dry_run=True))
+    assert [(e.line, e.field) for e in refused.errors] == [(5, "email")]
+    report = await bulk.import_file(bulk_pool, big_cfg, path, opts(dry_run=True, match_email=True))
     assert report.dry_run and not report.committed and not report.errors
     # agent3 exists (matched by e-mail): an update of its names and queues
     assert [r.action for r in report.rows] == ["create"] * 3 + ["update"] + ["create"] * 6

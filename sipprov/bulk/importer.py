@@ -11,9 +11,12 @@ Import, in order:
    reported with its line number instead of failing a COPY. Definitions (roles,
    departments, account types, queues) from `--definitions` are created first.
 3. Each row is matched to an existing agent by login, else by e-mail: a match is an
-   update, no match a create. Every row is validated with the API's models and the
-   agent service's rules; duplicates within the file (login, e-mail, extension, the
-   same agent twice) name both lines.
+   update, no match a create. An e-mail match is only that agent when the row names
+   nobody else (no other login, the same first/last name, diacritics ignored); else
+   the row is rejected naming the agent it would overwrite, unless `match_email`.
+   Every row is validated with the API's models and the agent service's rules;
+   duplicates within the file (login, e-mail, extension, the same agent twice) name
+   both lines.
 4. Updates go through `agents.update_agent` (and `set_web_password`,
    `rotate_sip_password` for password cells), each in a SAVEPOINT of the file's
    transaction (the services take the caller's connection): the exact rules of a
@@ -115,6 +118,9 @@ _CLEARABLE = frozenset(AgentUpdate.model_fields) - set(NOT_NULLABLE_ON_UPDATE)
 class ImportOptions:
     dry_run: bool = False
     continue_on_error: bool = False
+    # Rows without a matching login update the agent of their e-mail even when the
+    # row's name or login differs (default: such a row is rejected, naming that agent).
+    match_email: bool = False
     actor: str = "cli"
     # Default: next to the input, FILE.credentials.csv / FILE.rejects.csv.
     credentials_path: Path | None = None
@@ -294,12 +300,14 @@ class _Importer:
         by_login = {r["login"]: r["id"] for r in keys}
         by_email = {r["email"]: r["id"] for r in keys}
         matched: dict[int, int] = {}  # row index -> user id
+        by_email_only: set[int] = set()  # rows matched by e-mail alone
         for i, row in enumerate(self.rows):
             login = row.csv.cells.get("login", "").strip().lower()
             email = row.csv.cells.get("email", "").strip().lower()
             uid = by_login.get(login) if login else None
-            if uid is None and email:
-                uid = by_email.get(email)
+            if uid is None and email and email in by_email:
+                uid = by_email[email]
+                by_email_only.add(i)
             if uid is not None:
                 matched[i] = uid
         loaded = {
@@ -313,6 +321,8 @@ class _Importer:
                 uid = matched.get(i)
                 try:
                     action = agentcsv.parse_action(row.csv.cells.get("action", ""))
+                    if i in by_email_only and not self.opts.match_email:
+                        self._check_email_match(row, loaded[uid])  # type: ignore[index]
                     if uid is None:
                         self._check_unmatched(row, action)
                     elif action == "create":
@@ -337,6 +347,27 @@ class _Importer:
                     row.fail(exc)
                 bar.update()
         self._check_file_duplicates()
+
+    @staticmethod
+    def _check_email_match(row: _Row, agent: Agent) -> None:
+        """A row matched by e-mail alone is that agent only when it names nobody else: a
+        different login, or a different name, means another person whose address is
+        taken - rejected, naming the agent it would have overwritten (ImportOptions.
+        match_email / --match-email takes the e-mail as the identity instead)."""
+        cells = row.csv.cells
+        login = cells.get("login", "").strip()
+        who = f"{agent.login} ({agent.first_name} {agent.last_name})"
+        if login:
+            raise ValidationError(
+                f"login: no agent has login {login}, and e-mail {agent.email} belongs to {who};"
+                " to change that agent's login use --match-email", "login")
+        for col in ("first_name", "last_name"):
+            given = cells.get(col, "").strip()
+            if given and _same_name(given, getattr(agent, col)) is False:
+                raise ValidationError(
+                    f"email: {agent.email} belongs to {who}, not {cells.get('first_name', '').strip()}"
+                    f" {cells.get('last_name', '').strip()}; give login {agent.login} to update"
+                    " that agent, or --match-email to match by e-mail", "email")
 
     @staticmethod
     def _check_unmatched(row: _Row, action: str) -> None:
@@ -716,6 +747,14 @@ class _Importer:
         """One config version for the whole file (last statement before commit), when
         anything Asterisk sees changed."""
         return await config_state.bump(self.conn) if self.bump_needed else None
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Names compared as people write them: case, spacing and diacritics ignored
+    (`Lukasz` is `Łukasz`)."""
+    def norm(text: str) -> str:
+        return " ".join((naming.fold_ascii(text) or text).lower().split())
+    return norm(a) == norm(b)
 
 
 def _comparable(agent: Agent) -> dict[str, Any]:

@@ -199,6 +199,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.add_argument("--dry-run", action="store_true",
                     help="check everything against the database and print what would change;"
                          " write nothing")
+    im.add_argument("--match-email", action="store_true",
+                    help="a row whose login matches nobody updates the agent of its e-mail even"
+                         " when its name or login differs (default: such a row is rejected)")
     im.add_argument("--continue-on-error", action="store_true",
                     help="import the good rows; write the bad ones to the reject file")
     im.add_argument("--rejects", type=Path, metavar="PATH",
@@ -502,6 +505,7 @@ async def import_(cfg: Config, args: argparse.Namespace) -> int:
     opts = bulk.ImportOptions(
         dry_run=args.dry_run,
         continue_on_error=args.continue_on_error,
+        match_email=args.match_email,
         actor=actor(),
         credentials_path=args.credentials,
         rejects_path=args.rejects,
@@ -537,6 +541,12 @@ async def import_(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, list):  # queues
+        return agentcsv.format_queues(value) or "(none)"
+    return "(empty)" if value in (None, "") else agentcsv.format_cell(value)
+
+
 def _import_lines(report: bulk.ImportReport) -> list[str]:
     counts = (f"{report.count('create')} created, {report.count('update')} updated,"
               f" {report.count('unchanged')} unchanged, {report.count('delete')} deleted,"
@@ -548,6 +558,8 @@ def _import_lines(report: bulk.ImportReport) -> list[str]:
                 continue
             ext = f" (extension {r.extension})" if r.extension is not None else ""
             lines.append(f"line {r.line}: {r.action} {r.login or ''}{ext}")
+            for name, (before, after) in sorted((r.changes or {}).items()):
+                lines.append(f"    {name}: {_cell(before)} -> {_cell(after)}")
         lines.append(f"dry run of {report.path}: would be {counts}; nothing was written")
         return lines
     if not report.committed:
