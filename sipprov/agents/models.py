@@ -12,27 +12,27 @@ or SIP digest, so returning one can never leak a secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import ErrorDetails
 
+from sipprov.agents import fields as agent_fields
 from sipprov.agents import validation
 from sipprov.errors import ValidationError
-from sipprov.i18n import Language
 
-OutboundMode = Literal["automatic", "manual"]
+OutboundMode = agent_fields.OutboundMode
 QueueKind = Literal["voice", "chat", "ticket"]
 QueueStrategy = Literal[
     "ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "rrordered", "linear", "wrandom"
 ]
-PRIORITY_MIN = 1
-PRIORITY_MAX = 100
+PRIORITY_MIN = agent_fields.PRIORITY_MIN
+PRIORITY_MAX = agent_fields.PRIORITY_MAX
 PENALTY_MAX = 1000
-EXTENSION_MAX = 99999
+EXTENSION_MAX = agent_fields.EXTENSION_MAX
 
 
 class _Input(BaseModel):
@@ -174,102 +174,43 @@ class _AgentFields(_Input):
         return v
 
 
-class AgentCreate(_AgentFields):
-    """POST /api/v1/agents. Omitted optional fields take the documented defaults."""
+def _input_fields(*, update: bool) -> dict[str, Any]:
+    """create_model field specs from the registry (fields.py): on create the registry's
+    defaults (REQUIRED: must be given), on update every field optional (None = absent)."""
+    specs: dict[str, Any] = {}
+    for f in agent_fields.FIELDS:
+        base: Any = list[QueueAssignment] if f.name == "queues" else f.type
+        if update:
+            specs[f.name] = (base | None, Field(default=None, description=f.doc, **f.constraints))
+        elif f.default is agent_fields.REQUIRED:
+            specs[f.name] = (base, Field(description=f.doc, **f.constraints))
+        elif f.default is None:
+            specs[f.name] = (base | None, Field(default=None, description=f.doc, **f.constraints))
+        elif isinstance(f.default, list):
+            specs[f.name] = (base, Field(default_factory=list, description=f.doc, **f.constraints))
+        else:
+            specs[f.name] = (base, Field(default=f.default, description=f.doc, **f.constraints))
+    return specs
 
-    first_name: str
-    last_name: str
-    email: EmailStr
-    login: str | None = None
+
+# Create-only inputs (never stored as they are, never returned).
+_CREATE_ONLY: dict[str, Any] = {
     # Web password; None: generated (recommended) when the role may log in to the web.
-    password: str | None = Field(default=None, repr=False)
+    "password": (str | None, Field(default=None, repr=False)),
     # SIP password; None: generated (>= 128 bits) when the user gets a SIP account.
-    sip_password: str | None = Field(default=None, repr=False)
-    role: str = "agent"
-    is_agent: bool = True
-    extension: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
-    priority: int = Field(default=1, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    department: str | None = None
-    phone: str | None = None
-    caller_id: str | None = None
-    chat_name: str | None = None
-    outbound_allowed: bool = False
-    outbound_mode: OutboundMode = "manual"
-    outbound_number: str | None = None
-    manual_dial_any: bool = False
-    force_password_change: bool = False
-    mute_mic: bool = False
-    autologin_phone: bool = False
-    default_ticket_queue: str | None = None
-    sender_email: EmailStr | None = None
-    sms_box: str | None = None
-    account_type: str = "standard"
-    # What the person reads (credentials e-mail, console); None: [defaults] language.
-    language: Language | None = None
-    queues: list[QueueAssignment] = Field(default_factory=list)
-    send_credentials: bool = False
-
+    "sip_password": (str | None, Field(default=None, repr=False)),
+    "send_credentials": (bool, False),
+}
 
 # Fields an update may not set to null (the rest: null clears the value, or restores the
 # default for caller_id and chat_name).
-NOT_NULLABLE_ON_UPDATE = (
-    "first_name",
-    "last_name",
-    "email",
-    "login",
-    "role",
-    "is_agent",
-    "extension",
-    "priority",
-    "outbound_allowed",
-    "outbound_mode",
-    "manual_dial_any",
-    "force_password_change",
-    "mute_mic",
-    "autologin_phone",
-    "account_type",
-    "language",
-    "queues",
-)
+NOT_NULLABLE_ON_UPDATE = agent_fields.not_nullable_on_update()
 
 
-class AgentUpdate(_AgentFields, _Patch):
-    """PATCH /api/v1/agents/{id}: only the fields present change (`model_fields_set`).
-
-    Passwords are not here: they have their own calls (set_web_password,
-    rotate_sip_password), which return generated secrets once.
-    """
-
-    first_name: str | None = None
-    last_name: str | None = None
-    email: EmailStr | None = None
-    login: str | None = None
-    role: str | None = None
-    is_agent: bool | None = None
-    extension: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
-    priority: int | None = Field(default=None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    department: str | None = None
-    phone: str | None = None
-    caller_id: str | None = None
-    chat_name: str | None = None
-    outbound_allowed: bool | None = None
-    outbound_mode: OutboundMode | None = None
-    outbound_number: str | None = None
-    manual_dial_any: bool | None = None
-    force_password_change: bool | None = None
-    mute_mic: bool | None = None
-    autologin_phone: bool | None = None
-    default_ticket_queue: str | None = None
-    sender_email: EmailStr | None = None
-    sms_box: str | None = None
-    account_type: str | None = None
-    language: Language | None = None
-    # Replaces all memberships (voice, chat and ticket) when present.
-    queues: list[QueueAssignment] | None = None
-
+class _AgentUpdateBase(_AgentFields, _Patch):
     NOT_NULLABLE: ClassVar[tuple[str, ...]] = NOT_NULLABLE_ON_UPDATE
 
-    @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="after")
+    @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="after", check_fields=False)
     @classmethod
     def _not_null(cls, v: Any) -> Any:
         if v is None:
@@ -279,6 +220,37 @@ class AgentUpdate(_AgentFields, _Patch):
     def changes(self) -> dict[str, Any]:
         """The fields the caller sent, with their (validated) values."""
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+if TYPE_CHECKING:  # built from the registry below; to a type checker every field is Any
+
+    class AgentCreate(_AgentFields):
+        def __getattr__(self, name: str) -> Any: ...
+
+    class AgentUpdate(_AgentUpdateBase):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    AgentCreate = pydantic.create_model(
+        "AgentCreate",
+        __base__=_AgentFields,
+        __module__=__name__,
+        __doc__="POST /api/v1/agents. Omitted optional fields take the documented defaults.",
+        **_input_fields(update=False),
+        **_CREATE_ONLY,
+    )
+    AgentUpdate = pydantic.create_model(
+        "AgentUpdate",
+        __base__=_AgentUpdateBase,
+        __module__=__name__,
+        __doc__=(
+            "PATCH /api/v1/agents/{id}: only the fields present change (`model_fields_set`).\n\n"
+            "Passwords are not here: they have their own calls (set_web_password,\n"
+            "rotate_sip_password), which return generated secrets once. `queues` replaces\n"
+            "all memberships (voice, chat and ticket) when present."
+        ),
+        **_input_fields(update=True),
+    )
 
 
 class WebPasswordSet(_Input):
@@ -503,54 +475,53 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return {name: _jsonable(getattr(obj, name)) for name in obj.__dataclass_fields__}
 
 
-@dataclass(frozen=True)
-class Agent:
-    """A user as the API returns it: every stored field by its API name, never a secret."""
+def _agent_to_dict(self: Any) -> dict[str, Any]:
+    return _to_dict(self)
 
-    id: int
-    first_name: str
-    last_name: str
-    login: str
-    email: str
-    phone: str | None
-    department: str | None
-    role: str
-    account_type: str
-    is_agent: bool
-    extension: int | None
-    caller_id: str
-    chat_name: str
-    outbound_allowed: bool
-    outbound_mode: str
-    outbound_number: str | None
-    manual_dial_any: bool
-    default_ticket_queue: str | None
-    sender_email: str | None
-    sms_box: str | None
-    mute_mic: bool
-    autologin_phone: bool
-    force_password_change: bool
-    priority: int
-    # The person's language (pl, vi, en): the credentials e-mail and the console use it.
-    language: Language
-    # [{"name", "kind", "penalty" (effective), "penalty_override" (stored or None)}]
-    queues: list[dict[str, Any]]
-    campaigns: list[int]
-    has_sip: bool
-    avatar_url: str
-    created_at: datetime
-    updated_at: datetime
-    created_by: str
-    updated_by: str
+
+# The output record: id, then every field of the registry, then what is computed.
+_AGENT_COMPUTED: list[tuple[Any, ...]] = [
+    ("campaigns", list[int]),
+    ("has_sip", bool),
+    ("avatar_url", str),
+    ("created_at", datetime),
+    ("updated_at", datetime),
+    ("created_by", str),
+    ("updated_by", str),
     # Set while the applier keeps this agent out of Asterisk because a stored value does
     # not render: {"reason": ..., "since": ISO date-time}; None otherwise.
-    quarantine: dict[str, Any] | None = None
+    ("quarantine", dict[str, Any] | None, field(default=None)),
     # Settings that are stored but cannot work here, e.g. outbound_allowed without an
     # outbound route (filled by service.flagged; reads through the API always have it).
-    warnings: list[str] = field(default_factory=list)
+    ("warnings", list[str], field(default_factory=list)),
+]
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+if TYPE_CHECKING:
+
+    class Agent:
+        """A user as the API returns it: every stored field by its API name, never a secret."""
+
+        def __init__(self, **values: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+        def to_dict(self) -> dict[str, Any]: ...
+
+else:
+    Agent = make_dataclass(
+        "Agent",
+        [("id", int)]
+        + [
+            # [{"name", "kind", "penalty" (effective), "penalty_override" (stored or None)}]
+            (f.name, list[dict[str, Any]] if f.name == "queues" else f.output_type)
+            for f in agent_fields.FIELDS
+        ]
+        + _AGENT_COMPUTED,
+        frozen=True,
+        namespace={
+            "to_dict": _agent_to_dict,
+            "__doc__": "A user as the API returns it: every stored field by its API name, never a secret.",
+        },
+    )
+    Agent.__module__ = __name__
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.agents import fields as agent_fields
 from sipprov.agents import naming, passwords, validation
 from sipprov.agents.models import AgentCreate, QueueAssignment, SipCredentials
 from sipprov.config import Config
@@ -31,24 +32,7 @@ from sipprov.errors import ConflictError, ValidationError
 MANUAL_DIAL_CAMPAIGN = 999999
 
 # Fields copied as they are (API name == column name) on create and update.
-PLAIN_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "is_agent",
-    "outbound_allowed",
-    "outbound_mode",
-    "outbound_number",
-    "manual_dial_any",
-    "force_password_change",
-    "mute_mic",
-    "autologin_phone",
-    "sender_email",
-    "sms_box",
-    "priority",
-    "language",
-)
+PLAIN_FIELDS = agent_fields.plain_names()
 
 # The SIP columns of a user without a SIP account.
 NO_SIP_COLUMNS: dict[str, Any] = {

@@ -34,6 +34,7 @@ import asyncpg
 
 from sipprov import audit
 from sipprov.agents import extensions, naming, passwords, validation
+from sipprov.agents import fields as agent_fields
 from sipprov.agents import rules as agentrules
 from sipprov.agents.models import (
     Agent,
@@ -65,29 +66,11 @@ log = logging.getLogger(__name__)
 LOGIN_ATTEMPTS = 50
 SEARCH_LIMIT_MAX = 500
 
-# Stored columns whose change Asterisk sees for a user with a SIP account: what the
-# renderer reads (sql/snapshot.py: endpoint, auth digests, caller id, outbound
-# settings, web-softphone flags, member penalties) plus what decides whether the user
-# is rendered at all (role, is_agent) and the calling permissions. A change that
-# renders to the same bytes costs the applier a render, never a reload.
-ASTERISK_COLUMNS = frozenset(
-    {
-        "extension",
-        "caller_id_name",
-        "sip_ha1_md5",
-        "sip_ha1_sha256",
-        "sip_realm",
-        "outbound_allowed",
-        "outbound_mode",
-        "outbound_number",
-        "manual_dial_any",
-        "mute_mic",
-        "autologin_phone",
-        "priority",
-        "role_id",
-        "is_agent",
-    }
-)
+# Stored columns whose change Asterisk sees for a user with a SIP account (the registry's
+# `asterisk` fields and the SIP digests): what the renderer reads plus what decides
+# whether the user is rendered at all (role, is_agent) and the calling permissions. A
+# change that renders to the same bytes costs the applier a render, never a reload.
+ASTERISK_COLUMNS = agent_fields.asterisk_columns()
 
 
 # --- reading -------------------------------------------------------------------------
@@ -96,36 +79,15 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 def agent_from_row(row: asyncpg.Record) -> Agent:
-    """An Agent from a row of sql/agents.py AGENT_SELECT (what every read returns)."""
+    """An Agent from a row of sql/agents.py AGENT_SELECT (what every read returns): the
+    registry's fields by their API names, then what is computed."""
     avatar = (
         f"/api/v1/agents/{row['id']}/avatar" if row["has_avatar"] else naming.gravatar_url(row["email"])
     )
+    values = {f.name: row[f.name] for f in agent_fields.stored()}
     return Agent(
         id=row["id"],
-        first_name=row["first_name"],
-        last_name=row["last_name"],
-        login=row["login"],
-        email=row["email"],
-        phone=row["phone"],
-        department=row["department"],
-        role=row["role"],
-        account_type=row["account_type"],
-        is_agent=row["is_agent"],
-        extension=row["extension"],
-        caller_id=row["caller_id_name"],
-        chat_name=row["chat_name"],
-        outbound_allowed=row["outbound_allowed"],
-        outbound_mode=row["outbound_mode"],
-        outbound_number=row["outbound_number"],
-        manual_dial_any=row["manual_dial_any"],
-        default_ticket_queue=row["default_ticket_queue"],
-        sender_email=row["sender_email"],
-        sms_box=row["sms_box"],
-        mute_mic=row["mute_mic"],
-        autologin_phone=row["autologin_phone"],
-        force_password_change=row["force_password_change"],
-        priority=row["priority"],
-        language=row["language"],
+        **values,
         queues=json.loads(row["queues"]),
         campaigns=list(row["campaigns"]),
         has_sip=row["has_sip"],

@@ -8,7 +8,7 @@ table (10,000 agents = a few fetches, not 10,000 round trips).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import asyncpg
 
@@ -30,6 +30,13 @@ class AgentConf:
     mute_mic: bool
     autologin_phone: bool
     priority: int
+
+
+# A field the registry marks `rendered` must be here too (and in the templates): fail
+# at import, not with a half-rendered endpoint.
+_differ = {f.name for f in fields(AgentConf)} ^ {n for n, _ in q.AGENT_COLUMNS}
+if _differ:
+    raise RuntimeError(f"AgentConf and the rendered fields of agents/fields.py differ: {sorted(_differ)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +71,7 @@ async def load(conn: asyncpg.Connection) -> Snapshot:
         agent_rows = await conn.fetch(q.AGENTS)
         queue_rows = await conn.fetch(q.VOICE_QUEUES)
         member_rows = await conn.fetch(q.VOICE_QUEUE_MEMBERS)
-    agents = [AgentConf(*row) for row in agent_rows]
+    agents = [AgentConf(**dict(row)) for row in agent_rows]
     members: dict[int, list[QueueMemberConf]] = {}
     for row in member_rows:
         members.setdefault(row[0], []).append(QueueMemberConf(row[1], row[3], row[2]))

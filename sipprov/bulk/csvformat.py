@@ -28,37 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from sipprov.agents import fields as agent_fields
 from sipprov.agents.models import Agent, AgentCreate
 from sipprov.errors import ValidationError
 
-# Export order: the identity first, then the API's order of the rest.
-AGENT_COLUMNS: tuple[str, ...] = (
-    "login",
-    "first_name",
-    "last_name",
-    "email",
-    "role",
-    "is_agent",
-    "extension",
-    "priority",
-    "department",
-    "phone",
-    "caller_id",
-    "chat_name",
-    "outbound_allowed",
-    "outbound_mode",
-    "outbound_number",
-    "manual_dial_any",
-    "force_password_change",
-    "mute_mic",
-    "autologin_phone",
-    "default_ticket_queue",
-    "sender_email",
-    "sms_box",
-    "account_type",
-    "language",
-    "queues",
-)
+# The registry's CSV fields in its order (the identity first).
+AGENT_COLUMNS: tuple[str, ...] = agent_fields.csv_columns()
 SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")
 # Columns that say how to apply a row rather than what the agent is: `action` (create,
 # update, delete; empty: update when the row matches an agent, else create) and `force`,

@@ -21,13 +21,15 @@ import argparse
 import getpass
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from sipprov import i18n, mailer
+from sipprov import mailer
 from sipprov.agents import avatars, extensions
+from sipprov.agents import fields as agent_fields
 from sipprov.agents import service as agents
 from sipprov.agents.models import (
     NOT_NULLABLE_ON_UPDATE,
@@ -49,33 +51,19 @@ DEFAULT_WAIT_S = 30.0
 DEFAULT_IMPORT_WAIT_S = 300.0
 MAX_ERRORS_SHOWN = 100
 
-# (API field, type, help). bool -> --x/--no-x; a list -> choices.
-FIELDS: tuple[tuple[str, Any, str], ...] = (
-    ("first_name", str, "first name"),
-    ("last_name", str, "last name"),
-    ("email", str, "e-mail address"),
-    ("login", str, "login (create default: firstname.lastname, diacritics folded)"),
-    ("role", str, "role name (create default: agent)"),
-    ("is_agent", bool, "an agent gets a SIP endpoint, extension and queues (create default: yes)"),
-    ("extension", int, "internal number (create default: the lowest free one)"),
-    ("priority", int, "1-100, lower receives calls first; queue penalty = priority - 1"),
-    ("department", str, "department name (must exist)"),
-    ("phone", str, "phone number"),
-    ("caller_id", str, "caller id name (default: j.kowalski from the name)"),
-    ("chat_name", str, "chat display name (default: the full name)"),
-    ("outbound_allowed", bool, "may call outside numbers"),
-    ("outbound_mode", ["automatic", "manual"], "outbound mode"),
-    ("outbound_number", str, "caller id number for outside calls"),
-    ("manual_dial_any", bool, "may dial any number by hand (campaign 999999)"),
-    ("force_password_change", bool, "must change the web password at next login"),
-    ("mute_mic", bool, "web softphone starts muted"),
-    ("autologin_phone", bool, "log in with the phone automatically"),
-    ("default_ticket_queue", str, "default ticket queue (a ticket queue's name)"),
-    ("sender_email", str, "sender e-mail for tickets"),
-    ("sms_box", str, "default SMS box"),
-    ("account_type", str, "account type (licence; create default: standard)"),
-    ("language", list(i18n.LANGUAGES),
-     "language of the credentials e-mail and the console (create default: [defaults] language)"),
+
+
+def _cli_kind(f: agent_fields.AgentField) -> Any:
+    """argparse's view of a registry field: bool -> --x/--no-x; a Literal -> choices."""
+    choices = typing.get_args(f.type) if typing.get_origin(f.type) is typing.Literal else ()
+    if choices:
+        return list(choices)
+    return f.type if f.type in (bool, int) else str
+
+
+# (API field, type, help) for every field of the registry but queues (--queue, below).
+FIELDS: tuple[tuple[str, Any, str], ...] = tuple(
+    (f.name, _cli_kind(f), f.doc) for f in agent_fields.FIELDS if f.name != "queues"
 )
 # `set --clear FIELD`: optional fields (null clears them; caller_id and chat_name go back
 # to their defaults) and queues (no memberships).

@@ -10,14 +10,11 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.agents import fields
+
 # The agent as returned by the API: lookups by name, memberships and campaigns inlined.
-AGENT_SELECT = """
-SELECT u.id, u.first_name, u.last_name, u.login, u.email, u.phone,
-       d.name AS department, r.name AS role, a.name AS account_type,
-       u.is_agent, u.extension, u.caller_id_name, u.chat_name,
-       u.outbound_allowed, u.outbound_mode, u.outbound_number, u.manual_dial_any,
-       u.default_ticket_queue, u.sender_email, u.sms_box, u.mute_mic, u.autologin_phone,
-       u.force_password_change, u.priority, u.language,
+AGENT_SELECT = f"""
+SELECT u.id, {fields.select_list()},
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'name', q.name, 'kind', q.kind,
@@ -67,40 +64,8 @@ SEARCH_MAX_WORDS = 8
 
 NEXT_ID = "SELECT nextval(pg_get_serial_sequence('users', 'id'))"
 
-# Columns a create writes, in INSERT order.
-INSERT_COLUMNS = (
-    "id",
-    "first_name",
-    "last_name",
-    "login",
-    "email",
-    "phone",
-    "department_id",
-    "role_id",
-    "account_type_id",
-    "is_agent",
-    "extension",
-    "caller_id_name",
-    "chat_name",
-    "outbound_allowed",
-    "outbound_mode",
-    "outbound_number",
-    "manual_dial_any",
-    "default_ticket_queue",
-    "sender_email",
-    "sms_box",
-    "mute_mic",
-    "autologin_phone",
-    "force_password_change",
-    "priority",
-    "language",
-    "web_password_hash",
-    "sip_ha1_md5",
-    "sip_ha1_sha256",
-    "sip_realm",
-    "created_by",
-    "updated_by",
-)
+# Columns a create writes, in INSERT order (the registry's stored fields, secrets, actors).
+INSERT_COLUMNS = fields.insert_columns()
 INSERT = (
     f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES ("
     + ", ".join(f"${i}" for i in range(1, len(INSERT_COLUMNS) + 1))

@@ -3,6 +3,8 @@ inside one REPEATABLE READ read-only transaction so the version and the rows agr
 
 from __future__ import annotations
 
+from sipprov.agents import fields
+
 # Who gets a SIP endpoint: a role that allows SIP, flagged as an agent, with an
 # extension and the digests needed for `password_digest` (the realm may be NULL:
 # the configured realm is used then).
@@ -13,11 +15,18 @@ _RENDERABLE = (
 
 VERSION = "SELECT version FROM config_state WHERE id = 1"
 
+# The agent's columns the renderer reads: id, the registry's `rendered` fields (by
+# column name) and the SIP digests (apply/snapshot.py AgentConf has exactly these).
+AGENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "u.id"),
+    *((c, f"u.{c}") for c in fields.rendered_columns()),
+    ("ha1_md5", "u.sip_ha1_md5"),
+    ("ha1_sha256", "u.sip_ha1_sha256"),
+    ("realm", "u.sip_realm"),
+)
 AGENTS = (
-    "SELECT u.id, u.extension, u.caller_id_name, u.sip_ha1_md5, u.sip_ha1_sha256,"
-    " u.sip_realm, u.outbound_allowed, u.outbound_number, u.mute_mic,"
-    " u.autologin_phone, u.priority"
-    " FROM users u JOIN roles r ON r.id = u.role_id"
+    "SELECT " + ", ".join(f"{expr} AS {name}" for name, expr in AGENT_COLUMNS)
+    + " FROM users u JOIN roles r ON r.id = u.role_id"
     f" WHERE {_RENDERABLE}"
     " ORDER BY u.extension"
 )
