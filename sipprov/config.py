@@ -322,6 +322,9 @@ class ExtensionsConfig:
     first: Annotated[int, Field(ge=0, le=99999)] = 100
     last: Annotated[int, Field(ge=0, le=99999)] = 999
     reserved: list[int] = field(default_factory=list)
+    # A released number rests this long before anyone else gets it (the old phone may
+    # still be registered and would ring for the new owner); 0 turns the hold off.
+    cooldown_s: Annotated[float, Field(ge=0)] = 86400.0
 
     @field_validator("last")
     @classmethod

@@ -618,9 +618,12 @@ async def test_changing_the_extension_rotates_the_sip_password(cfg: Config, agen
     row = await stored(agent_pool, a.id)
     assert row["sip_ha1_md5"] == passwords.sip_digests("555", cfg.asterisk.sip_realm, r.sip.password).md5
     assert r.config_version == await version(agent_pool)
-    # The old number is free again, the new one is owned.
+    # The old number rests (its phone may still be registered), the new one is owned.
     other = await run(agent_pool, agents.create_agent, cfg, new_agent(), ACTOR)
-    assert other.agent.extension == a.extension
+    assert other.agent.extension not in (a.extension, 555)
+    assert await agent_pool.fetchval(
+        "SELECT owner IS NULL AND released_at IS NOT NULL FROM extension_pool WHERE number = $1",
+        a.extension)
     assert await agent_pool.fetchval("SELECT owner FROM extension_pool WHERE number = 555") == f"user:{a.id}"
     # Same extension: nothing rotates; a taken one is refused and nothing changes.
     r = await run(agent_pool, agents.update_agent, cfg, a.id, update(extension=555), ACTOR)

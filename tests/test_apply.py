@@ -33,6 +33,7 @@ from sipprov.db import database
 from sipprov.db.sql import config_state
 from sipprov.db.transaction import run
 from sipprov.directory import queues
+from sipprov.errors import ConflictError
 from sipprov.pbx import sipp
 from tests.pbx_fixtures import clean_asterisk
 
@@ -288,3 +289,43 @@ async def test_cli_apply_now_next_to_the_service(env: Env, ami: AmiClient) -> No
     assert out["applied_version"] >= (created.config_version or 0)
     assert await ami.pjsip_endpoint_exists(str(created.agent.extension))
     assert await render_cli.render_diff(env.cfg) == ""
+
+
+async def test_released_extension_never_rings_the_old_phone_for_a_new_agent(
+        make_env: EnvFactory) -> None:
+    """Issue 12 item 4: a deleted agent's phone stays registered; its number rests for
+    [extensions] cooldown_s (short here) so the next agent gets another one and the old
+    phone never rings for them; after the cooldown the number is handed out again."""
+    cooldown = 8.0
+    env = await make_env(ExtensionsConfig(first=100, last=199, cooldown_s=cooldown))
+    caller = await _create(env, 1)
+    old = await _create(env, 2)
+    await _applied(env, old.config_version)
+    assert caller.sip and old.sip
+    number = old.agent.extension
+    async with await sipp.start_uas(HOST, env.sip_port, old.sip.username, old.sip.password,
+                                    timeout=40) as old_phone:
+        await _applied(env, await run(env.pool, agents.delete_agent, env.cfg, old.agent.id, "test"))
+        new = await _create(env, 3)
+        assert new.sip and new.agent.extension != number, "the released number went to the next agent"
+        with pytest.raises(ConflictError) as refused:
+            await _create(env, 4, extension=number)
+        assert (refused.value.code, refused.value.field) == ("extension_cooling_down", "extension")
+        await _applied(env, new.config_version)
+        async with await sipp.start_uas(HOST, env.sip_port, new.sip.username, new.sip.password,
+                                        timeout=20) as new_phone:
+            result = await sipp.call(HOST, env.sip_port, caller.sip.username, caller.sip.password,
+                                     str(new.agent.extension), hold_s=0.3, timeout=15)
+            assert result.ok and result.status == 200, result
+            assert await new_phone.wait(10), "the new agent's phone did not get the call"
+        assert not old_phone.answered, "the deleted agent's phone rang for the new agent"
+
+    # Once the cooldown is over (the pool says so), the number is an ordinary free one.
+    deadline = time.monotonic() + cooldown + 30
+    while await env.pool.fetchval(
+            "SELECT released_at > now() - make_interval(secs => $2::double precision)"
+            " FROM extension_pool WHERE number = $1", number, cooldown):
+        assert time.monotonic() < deadline, "the cooldown never ended"
+        await asyncio.sleep(0.2)
+    later = await _create(env, 5, extension=number)
+    assert later.agent.extension == number

@@ -185,3 +185,66 @@ async def test_allocate_many_is_one_fast_statement(pool: asyncpg.Pool) -> None:
     assert sorted(got.values()) == list(range(10000, 20000))
     print(f"allocate_many 10,000: {elapsed * 1000:.0f} ms")
     assert elapsed < 5
+
+
+# --- cooldown: a released number rests before anyone else gets it --------------------
+
+
+async def _released_at(pool: asyncpg.Pool, number: int) -> object:
+    return await pool.fetchval("SELECT released_at FROM extension_pool WHERE number = $1", number)
+
+
+async def _age_release(pool: asyncpg.Pool, number: int, seconds: float) -> None:
+    """Pretend the number was released `seconds` ago (instead of waiting that long)."""
+    await pool.execute(
+        "UPDATE extension_pool SET released_at = now() - make_interval(secs => $2::double precision)"
+        " WHERE number = $1", number, seconds)
+
+
+async def test_released_number_rests_for_the_cooldown(pool: asyncpg.Pool) -> None:
+    ext = ExtensionsConfig(first=100, last=104, cooldown_s=3600)
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, ext)
+        async with conn.transaction():
+            assert await extensions.allocate(conn, ext, "user:1") == 100
+            await extensions.release(conn, 100, "user:1")
+        assert await _released_at(pool, 100) is not None
+        # The lowest free number is skipped while it rests; so is a bulk allocation.
+        async with conn.transaction():
+            assert await extensions.allocate(conn, ext, "user:2") == 101
+            got = await extensions.allocate_many(conn, ext, ["user:3", "user:4"])
+            assert sorted(got.values()) == [102, 103]
+        # Asked for by number: 409 naming the field and when it becomes free.
+        with pytest.raises(ConflictError) as refused:
+            async with conn.transaction():
+                await extensions.allocate_exact(conn, ext, 100, "user:5")
+        assert refused.value.code == "extension_cooling_down"
+        assert refused.value.field == "extension"
+        assert "held back until" in refused.value.message
+        # The owner that let it go may take it back (it is their own phone).
+        async with conn.transaction():
+            assert await extensions.allocate_exact(conn, ext, 100, "user:1") == 100
+            await extensions.release(conn, 100, "user:1")
+        stats = await conn.fetchrow(
+            "SELECT * FROM extension_pool WHERE number = 100")
+        assert stats["owner"] is None and stats["released_owner"] == "user:1"
+        # Once the cooldown has passed, it is an ordinary free number again.
+        await _age_release(pool, 100, 3601)
+        async with conn.transaction():
+            assert await extensions.allocate(conn, ext, "user:6") == 100
+
+
+async def test_cooldown_zero_and_numbers_that_never_reached_a_phone(pool: asyncpg.Pool) -> None:
+    off = ExtensionsConfig(first=100, last=104, cooldown_s=0)
+    on = ExtensionsConfig(first=100, last=104, cooldown_s=3600)
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, off)
+        async with conn.transaction():
+            await extensions.allocate_exact(conn, off, 100, "user:1")
+            await extensions.release(conn, 100, "user:1")
+            assert await extensions.allocate(conn, off, "user:2") == 100  # no hold at 0
+        # hold=False: claimed and given back in one failing create, never on a phone.
+        async with conn.transaction():
+            assert await extensions.allocate(conn, on, "user:3") == 101
+            await extensions.release(conn, 101, "user:3", hold=False)
+            assert await extensions.allocate(conn, on, "user:4") == 101

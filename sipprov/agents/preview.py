@@ -49,6 +49,7 @@ async def preview_create(pool: asyncpg.Pool, cfg: Config, first_name: str, last_
     caller = agentrules.default_caller_id(first, last, chosen or "") or None
     chat = naming.default_chat_name(first, last).strip() or None
     if extension is None:
-        extension = await ext_sql.peek_lowest(pool, cfg.extensions.first, cfg.extensions.last)
+        extension = await ext_sql.peek_lowest(pool, cfg.extensions.first, cfg.extensions.last,
+                                                cfg.extensions.cooldown_s)
     return Preview(login=chosen, login_taken=taken, caller_id=caller, chat_name=chat,
                    extension=extension)

@@ -23,8 +23,8 @@ Import, in order:
    single PATCH, and a bad row undoes
    only itself; they leave the config version to the file (`bump=False`). Rows whose
    cells equal the stored agent are "unchanged" and skipped. They run before the
-   creates, so a number or login an update gives up is free for a create of the same
-   file.
+   creates, so a login an update gives up is free for a create of the same file (a
+   number it gives up rests for `[extensions] cooldown_s` first, as any released one).
 5. Creates are set-based, with the agent service's rules (agentrules.py: the same
    plan, defaults and messages as a single create): lookups once per distinct
    department/role/account type and all queues in one query, the licence limit
@@ -657,7 +657,8 @@ class _Importer:
         claimed = await sql.claim_exact(
             self.conn, ext.first, ext.last,
             [number for _, number in explicit],
-            [extensions.user_owner(r.user_id) for r, _ in explicit])  # type: ignore[arg-type]
+            [extensions.user_owner(r.user_id) for r, _ in explicit],  # type: ignore[arg-type]
+            ext.cooldown_s)
         for row, number in explicit:
             if number not in claimed:
                 try:  # not claimable: the extension service says why (range, reserved, taken)
@@ -670,7 +671,7 @@ class _Importer:
 
         auto = [r for r in creates if r.ok and r.extension is None]
         if auto:
-            free = (await ext_sql.stats(self.conn, ext.first, ext.last))["free"]
+            free = (await ext_sql.stats(self.conn, ext.first, ext.last, ext.cooldown_s))["free"]
             for row in auto[free:]:
                 row.fail(extensions.exhausted(ext, free=free, needed=len(auto)))
             auto = auto[:free]
@@ -688,7 +689,8 @@ class _Importer:
                 row.sip_password = row.plan.sip_password(self.cfg, row.extension, row.result.login)  # type: ignore[arg-type]
             except SipprovError as exc:
                 row.fail(exc)
-                await extensions.release(self.conn, row.extension, extensions.user_owner(row.user_id))  # type: ignore[arg-type]
+                await extensions.release(self.conn, row.extension,
+                                         extensions.user_owner(row.user_id), hold=False)  # type: ignore[arg-type]
 
     def _user_record(self, row: _Row) -> tuple[Any, ...]:
         assert row.plan is not None and row.user_id is not None and row.account_type_id is not None

@@ -39,6 +39,7 @@ UPDATE extension_pool AS p SET owner = w.owner
 FROM unnest($3::integer[], $4::text[]) AS w (number, owner)
 WHERE p.number = w.number AND p.owner IS NULL AND NOT p.reserved
   AND p.number BETWEEN $1 AND $2
+  AND (p.released_at IS NULL OR p.released_at <= now() - make_interval(secs => $5::double precision))
 RETURNING p.number
 """
 
@@ -78,11 +79,12 @@ async def next_user_ids(conn: asyncpg.Connection, n: int) -> list[int]:
 
 
 async def claim_exact(
-    conn: asyncpg.Connection, first: int, last: int, numbers: Sequence[int], owners: Sequence[str]
+    conn: asyncpg.Connection, first: int, last: int, numbers: Sequence[int], owners: Sequence[str],
+    cooldown: float,
 ) -> set[int]:
     if not numbers:
         return set()
-    rows = await conn.fetch(CLAIM_EXACT, first, last, list(numbers), list(owners))
+    rows = await conn.fetch(CLAIM_EXACT, first, last, list(numbers), list(owners), cooldown)
     return {r[0] for r in rows}
 
 
