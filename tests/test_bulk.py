@@ -580,7 +580,13 @@ async def test_import_is_registrable_in_asterisk(pbx, pbx_config: Config, db_dsn
               f" (total {time.monotonic() - t0:.1f} s; applied by {report.wait and report.wait.by};"
               f" reloads {reloads})")
         assert report.committed and report.wait is not None and report.wait.applied, report.wait
-        await asyncio.sleep(1.0)  # let the service's own wake-up run (it must not reload again)
+        # The running service catches up with the version too (its NOTIFY wake-up): only
+        # then is "it did not reload again" a fact rather than a matter of timing.
+        assert await service.wait_applied(report.config_version, 60), service.status()
+        deadline = time.monotonic() + 30
+        while service.status()["busy"]:
+            assert time.monotonic() < deadline, service.status()
+            await asyncio.sleep(0.05)
         assert 1 <= reloads.count("res_pjsip.so") <= 2, reloads
 
         loaded = await ami.pjsip_endpoints()

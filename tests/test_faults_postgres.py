@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,12 +246,24 @@ async def test_postgres_crash_under_load(env: Env) -> None:
             outcomes[f"pz{login_n}"] = r.status
             n += 1
 
+    def count(status: int) -> int:
+        return list(outcomes.values()).count(status)
+
+    async def until(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+        """Wait for a state of the load, not for a time."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}: {outcomes}"
+            await asyncio.sleep(0.02)
+
     workers = [asyncio.ensure_future(client(w)) for w in range(4)]
-    await asyncio.sleep(1.0)
+    await until("creates before the crash", lambda: count(201) >= 8)
     await env.pg.astop("immediate")
-    await asyncio.sleep(1.5)
+    failed_before = count(503)
+    await until("503s during the outage", lambda: count(503) >= failed_before + 4)
     await env.pg.astart()
-    await asyncio.sleep(2.0)
+    created_before = count(201)
+    await until("creates after the restart", lambda: count(201) >= created_before + 4)
     stop.set()
     await asyncio.gather(*workers)
 
@@ -293,7 +305,10 @@ async def test_applied_while_postgres_goes_away_is_recorded_later(
     while armed or env.pg.running():
         assert time.monotonic() < deadline, "the record was never tried"
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
+    # The applier has met the outage (a failed record) before PostgreSQL comes back.
+    while env.applier.status()["last_error"] is None:
+        assert time.monotonic() < deadline, f"the failed record was not noticed: {env.applier.status()}"
+        await asyncio.sleep(0.05)
     reloads = env.applier.status()["reloads"]["res_pjsip.so"]
     await env.pg.astart()
     state = await wait_all_applied(env.pool, 30)

@@ -133,7 +133,12 @@ async def test_sigterm_drains_a_slow_request_then_exits_0(
                 await asyncio.sleep(0.05)
 
             serve.signal(signal.SIGTERM)
-            await asyncio.sleep(1.0)
+            # Wait until the service has begun to drain (its log says so), not for a time.
+            deadline = time.monotonic() + 15
+            while "stopping: draining requests" not in serve.output():
+                assert serve.running(), "exited with a request in flight"
+                assert time.monotonic() < deadline, "SIGTERM did not start the drain"
+                await asyncio.sleep(0.05)
             assert serve.running(), "exited with a request in flight"
             assert not slow.done()
             # it no longer accepts new connections while it drains
