@@ -28,6 +28,7 @@ import binascii
 import dataclasses
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -335,15 +336,65 @@ async def update_agent(
     changes = data.changes()
     if not changes:
         return AgentCreated(agent=await get_agent(conn, agent_id))
-    sec = cfg.security
+    up = await _start_update(conn, cfg, agent_id, changes, force=force)
+    await _stored_columns(up)
+    _names_and_defaults(up)
+    sip = await _sip_account(up)
+    generated_web = await _web_login(up)
+    up.new = {col: value for col, value in up.new.items() if up.row[col] != value}  # only real changes
+    voice_members_changed = await _memberships(up)
+    if not up.new and not up.members_changed:
+        return AgentCreated(agent=agent_from_row(await sql.get(conn, agent_id)))
 
+    await _write_update(up, actor)
+    await audit.record(conn, actor, "update", "agent", agent_id, {
+        "changed": {k: v for k, v in changes.items() if k != "queues"},
+        "queues": [q.name for q in changes["queues"]] if "queues" in changes else None,
+        "columns": sorted(up.new),
+        "extension": {"old": up.row["extension"], "new": up.extension},
+        "sip_rotated": sip is not None,
+        "web_generated": generated_web is not None,
+    })
+    agent = agent_from_row(await sql.get(conn, agent_id))
+    visible = (up.had_sip or up.can_sip) and (bool(set(up.new) & ASTERISK_COLUMNS) or voice_members_changed)
+    version = await config_state.bump(conn) if visible and bump else None
+    return AgentCreated(
+        agent=agent,
+        web_password=generated_web,
+        sip=sip,
+        config_version=version,
+        bump_needed=visible and not bump,
+    )
+
+
+@dataclass
+class _Update:
+    """One update_agent call as it goes through its steps: the locked row, the target
+    role, and the column values collected so far (`new`)."""
+
+    conn: asyncpg.Connection
+    cfg: Config
+    agent_id: int
+    changes: dict[str, Any]
+    row: asyncpg.Record
+    role: asyncpg.Record
+    had_sip: bool
+    can_sip: bool
+    new: dict[str, Any] = field(default_factory=dict)
+    extension: int | None = None
+    members_changed: bool = False
+
+
+async def _start_update(
+    conn: asyncpg.Connection, cfg: Config, agent_id: int, changes: dict[str, Any], *, force: bool
+) -> _Update:
+    """Lock the user and its (new) role, and refuse what the role does not allow."""
     row = await sql.lock(conn, agent_id)
     if row is None:
         raise NotFoundError(f"agent {agent_id} not found", "id")
     role = await agentrules.share_role(conn, changes.get("role", row["role_name"]))
     had_sip = row["extension"] is not None
     can_sip = agentrules.sip_applies(role, changes.get("is_agent", row["is_agent"]))
-
     if not can_sip:
         agentrules.refuse_sip_fields(
             role,
@@ -355,38 +406,43 @@ async def update_agent(
         raise validation.Refused("force_password_change", agentrules.no_web_login_reason(role))
     if not force:
         await _refuse_silent_loss(conn, row, role, changes, had_sip=had_sip, can_sip=can_sip)
+    return _Update(conn, cfg, agent_id, changes, row, role, had_sip, can_sip,
+                   extension=row["extension"])
 
-    new: dict[str, Any] = {
-        name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes
-    }
+
+
+async def _stored_columns(up: _Update) -> None:
+    """The fields stored as they are, and the names resolved to ids (role, department,
+    account type within its licence, ticket queue)."""
+    changes, conn, row = up.changes, up.conn, up.row
+    up.new.update({name: changes[name] for name in agentrules.PLAIN_FIELDS if name in changes})
     agentrules.check_outbound(
-        new.get("outbound_allowed", row["outbound_allowed"]),
-        new.get("outbound_number", row["outbound_number"]),
+        up.new.get("outbound_allowed", row["outbound_allowed"]),
+        up.new.get("outbound_number", row["outbound_number"]),
         cause="outbound_number" if "outbound_number" in changes else "outbound_allowed",
     )
     if "login" in changes:
-        new["login"] = changes["login"]
+        up.new["login"] = changes["login"]
     if "role" in changes:
-        new["role_id"] = role["id"]
+        up.new["role_id"] = up.role["id"]
     if "department" in changes:
-        new["department_id"] = await agentrules.department_id(conn, changes["department"])
+        up.new["department_id"] = await agentrules.department_id(conn, changes["department"])
     if "account_type" in changes:
         current = await dir_sql.account_type_id(conn, changes["account_type"])
-        if current != row["account_type_id"]:
-            new["account_type_id"] = await agentrules.account_type_id(conn, changes["account_type"])
+        if current != up.row["account_type_id"]:
+            up.new["account_type_id"] = await agentrules.account_type_id(conn, changes["account_type"])
     if "default_ticket_queue" in changes:
-        new["default_ticket_queue"] = await agentrules.ticket_queue(
-            conn, changes["default_ticket_queue"]
-        )
+        up.new["default_ticket_queue"] = await agentrules.ticket_queue(conn, changes["default_ticket_queue"])
 
-    # Caller id and chat name: explicit, reset to default, or following the name.
+
+def _names_and_defaults(up: _Update) -> None:
+    """Caller id and chat name: explicit, reset to the default (null), or following the
+    name when they still equal the default of the old one."""
+    row, new, changes = up.row, up.new, up.changes
     first = new.get("first_name", row["first_name"])
     last = new.get("last_name", row["last_name"])
-    login_now = new.get("login", row["login"])
-    old_caller_default = agentrules.default_caller_id(
-        row["first_name"], row["last_name"], row["login"]
-    )
-    new_caller_default = agentrules.default_caller_id(first, last, login_now)
+    old_caller_default = agentrules.default_caller_id(row["first_name"], row["last_name"], row["login"])
+    new_caller_default = agentrules.default_caller_id(first, last, new.get("login", row["login"]))
     if "caller_id" in changes:
         new["caller_id_name"] = changes["caller_id"] or new_caller_default
     elif row["caller_id_name"] == old_caller_default:
@@ -400,110 +456,85 @@ async def update_agent(
     elif row["chat_name"] == old_chat_default:
         new["chat_name"] = new_chat_default
 
-    # SIP account.
-    sip = None
+
+async def _sip_account(up: _Update) -> SipCredentials | None:
+    """Give, move or take away the SIP account; a new extension needs a new password
+    (the digests include the username), returned once."""
+    conn, ext_cfg, row, changes = up.conn, up.cfg.extensions, up.row, up.changes
+    owner = extensions.user_owner(up.agent_id)
     sip_password = None
-    extension = row["extension"]
-    owner = extensions.user_owner(agent_id)
-    if can_sip and not had_sip:
+    if up.can_sip and not up.had_sip:
         if "extension" in changes:
-            extension = await extensions.allocate_exact(
-                conn, cfg.extensions, changes["extension"], owner
-            )
+            up.extension = await extensions.allocate_exact(conn, ext_cfg, changes["extension"], owner)
         else:
-            extension = await extensions.allocate(conn, cfg.extensions, owner)
+            up.extension = await extensions.allocate(conn, ext_cfg, owner)
         sip_password = passwords.generate_sip_password()
-    elif can_sip and "extension" in changes and changes["extension"] != row["extension"]:
+    elif up.can_sip and "extension" in changes and changes["extension"] != row["extension"]:
         # Release first: an owner holds one number at a time. Our row lock keeps
         # the old number from being taken before we commit.
         await extensions.release(conn, row["extension"], owner)
-        extension = await extensions.allocate_exact(conn, cfg.extensions, changes["extension"], owner)
+        up.extension = await extensions.allocate_exact(conn, ext_cfg, changes["extension"], owner)
         sip_password = passwords.generate_sip_password()
-    elif had_sip and not can_sip:
+    elif up.had_sip and not up.can_sip:
         await extensions.release(conn, row["extension"], owner)
-        new.update(agentrules.NO_SIP_COLUMNS)
-        new["manual_dial_any"] = False
-        extension = None
-    if sip_password is not None:
-        new["extension"] = extension
-        new.update(agentrules.sip_columns(cfg, extension, sip_password))
-        sip = agentrules.sip_credentials(cfg, extension, sip_password)
+        up.new.update(agentrules.NO_SIP_COLUMNS)
+        up.new["manual_dial_any"] = False
+        up.extension = None
+    if sip_password is None:
+        return None
+    assert up.extension is not None
+    up.new["extension"] = up.extension
+    up.new.update(agentrules.sip_columns(up.cfg, up.extension, sip_password))
+    return agentrules.sip_credentials(up.cfg, up.extension, sip_password)
 
-    # Web login.
-    generated_web = None
-    if not role["web_login"]:
+
+async def _web_login(up: _Update) -> str | None:
+    """A role without web login clears the hash; moving to one with web login and no
+    password yet generates one (returned once)."""
+    row = up.row
+    if not up.role["web_login"]:
         if row["web_password_hash"] is not None:
-            new["web_password_hash"] = None
-        new["force_password_change"] = False
-    elif not row["web_login"] and row["web_password_hash"] is None:
-        # Moving from a role without web login: the user needs a first password.
-        generated_web = passwords.generate_web_password()
-        new["web_password_hash"] = await passwords.hash_web_password(
-            generated_web, sec.web_hash_scheme
-        )
+            up.new["web_password_hash"] = None
+        up.new["force_password_change"] = False
+        return None
+    if not row["web_login"] and row["web_password_hash"] is None:
+        generated = passwords.generate_web_password()
+        up.new["web_password_hash"] = await passwords.hash_web_password(
+            generated, up.cfg.security.web_hash_scheme)
+        return generated
+    return None
 
-    # Only what really changes.
-    new = {col: value for col, value in new.items() if row[col] != value}
 
-    # Queue memberships and campaign 999999.
-    old_members = {
-        (m["queue_id"], m["penalty"], m["kind"])
-        for m in await queue_sql.user_memberships(conn, agent_id)
-    }
-    new_members = old_members
-    if had_sip and not can_sip:
-        new_members = set()
-    elif "queues" in changes:
-        resolved = await agentrules.resolve_queues(conn, changes["queues"])
-        new_members = {(qid, penalty, kind) for qid, kind, penalty in resolved}
-    members_changed = new_members != old_members
-    if members_changed:
-        ordered = sorted(new_members)
+async def _memberships(up: _Update) -> bool:
+    """Replace the queue memberships when they change; True when a voice queue's
+    members changed (Asterisk sees that)."""
+    old = {(m["queue_id"], m["penalty"], m["kind"])
+           for m in await queue_sql.user_memberships(up.conn, up.agent_id)}
+    wanted = old
+    if up.had_sip and not up.can_sip:
+        wanted = set()
+    elif "queues" in up.changes:
+        resolved = await agentrules.resolve_queues(up.conn, up.changes["queues"])
+        wanted = {(qid, penalty, kind) for qid, kind, penalty in resolved}
+    up.members_changed = wanted != old
+    if up.members_changed:
+        ordered = sorted(wanted)
         await queue_sql.replace_user_memberships(
-            conn, agent_id, [m[0] for m in ordered], [m[1] for m in ordered]
-        )
-    voice_members_changed = any(m[2] == "voice" for m in new_members ^ old_members)
+            up.conn, up.agent_id, [m[0] for m in ordered], [m[1] for m in ordered])
+    return any(m[2] == "voice" for m in wanted ^ old)
 
-    if not new and not members_changed:
-        return AgentCreated(agent=agent_from_row(await sql.get(conn, agent_id)))
 
-    if new:
+async def _write_update(up: _Update, actor: str) -> None:
+    """The users row, and campaign 999999 following manual_dial_any."""
+    if up.new:
         try:
-            await sql.update(conn, agent_id, new, actor)
+            await sql.update(up.conn, up.agent_id, up.new, actor)
         except asyncpg.UniqueViolationError as exc:
             raise conflict_from(exc) from None
-    manual = new.get("manual_dial_any", row["manual_dial_any"])
-    if can_sip and manual:
-        await sql.add_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
+    if up.can_sip and up.new.get("manual_dial_any", up.row["manual_dial_any"]):
+        await sql.add_campaign(up.conn, MANUAL_DIAL_CAMPAIGN, up.agent_id)
     else:
-        await sql.remove_campaign(conn, MANUAL_DIAL_CAMPAIGN, agent_id)
-
-    await audit.record(
-        conn,
-        actor,
-        "update",
-        "agent",
-        agent_id,
-        {
-            "changed": {k: v for k, v in changes.items() if k != "queues"},
-            "queues": [q.name for q in changes["queues"]] if "queues" in changes else None,
-            "columns": sorted(new),
-            "extension": {"old": row["extension"], "new": extension},
-            "sip_rotated": sip is not None,
-            "web_generated": generated_web is not None,
-        },
-    )
-    agent = agent_from_row(await sql.get(conn, agent_id))
-    visible = (had_sip or can_sip) and (bool(set(new) & ASTERISK_COLUMNS) or voice_members_changed)
-    version = await config_state.bump(conn) if visible and bump else None
-
-    return AgentCreated(
-        agent=agent,
-        web_password=generated_web,
-        sip=sip,
-        config_version=version,
-        bump_needed=visible and not bump,
-    )
+        await sql.remove_campaign(up.conn, MANUAL_DIAL_CAMPAIGN, up.agent_id)
 
 
 async def _refuse_silent_loss(
