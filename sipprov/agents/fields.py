@@ -158,8 +158,8 @@ def plain_names() -> tuple[str, ...]:
 
 def insert_columns() -> tuple[str, ...]:
     """The users columns a create writes, in INSERT/COPY order."""
-    return ("id", *(f.stored_column for f in stored()), *SECRET_COLUMNS,  # type: ignore[misc]
-            "created_by", "updated_by")
+    columns = [f.stored_column for f in stored() if f.stored_column is not None]
+    return ("id", *columns, *SECRET_COLUMNS, "created_by", "updated_by")
 
 
 def asterisk_columns() -> frozenset[str]:
@@ -185,4 +185,4 @@ def select_list() -> str:
 
 def rendered_columns() -> tuple[str, ...]:
     """The users columns the renderer reads (besides id and the SIP digests)."""
-    return tuple(f.stored_column for f in FIELDS if f.rendered)  # type: ignore[misc]
+    return tuple(f.stored_column for f in FIELDS if f.rendered and f.stored_column is not None)
