@@ -48,8 +48,12 @@ async def test_queue_lifecycle(admin: aiohttp.ClientSession,
     r = await call(admin, "DELETE", f"{QUEUES}/sales-pl")
     assert r.status == 204 and "X-Sipprov-Config-Version" in r.headers
     assert (await call(admin, "DELETE", f"{QUEUES}/sales-pl")).status == 404
-    # The number is free again.
-    assert (await call(admin, "POST", QUEUES, json={"name": "x", "number": 600})).status == 201
+    # The freed number rests for [extensions] cooldown_s like any released number (a
+    # 409 naming the field); a queue without a number is created as usual.
+    r = await call(admin, "POST", QUEUES, json={"name": "x", "number": 600})
+    assert r.status == 409, r.body
+    assert (r.body["error"]["code"], r.body["error"]["field"]) == ("extension_cooling_down", "number")
+    assert (await call(admin, "POST", QUEUES, json={"name": "x"})).status == 201
 
 
 async def test_members_and_penalties(admin: aiohttp.ClientSession) -> None:
