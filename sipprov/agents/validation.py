@@ -150,13 +150,17 @@ def chat_name(value: object, field: str = "chat_name") -> str:
 
 
 def caller_id_name(value: object, field: str = "caller_id") -> str:
-    """Caller id name: written between quotes into Asterisk config, so ASCII only."""
-    text = _text(value, field)
+    r"""Caller id name: letters of any script (`Ewa Żak`, `Trần Thị Hương`: SIP display
+    names and Asterisk caller ids carry UTF-8), digits, space, apostrophes and
+    . _ @ ( ) + -. It is written between quotes into Asterisk config, so `"` `\` `;`
+    `<` `>` `#` `[` `]`, line breaks and control/format characters stay refused (here,
+    and again by the renderer's finalize)."""
+    text = unicodedata.normalize("NFC", _text(value, field))
     _check_chars(
         text,
         field,
-        lambda ch: ch in _CALLER_ID_CHARS,
-        "a caller id name (ASCII letters, digits, space and . _ @ ( ) + - only)",
+        lambda ch: ch in _CALLER_ID_CHARS or ch in APOSTROPHES or _is_letter(ch),
+        "a caller id name (letters, digits, space and ' . _ @ ( ) + - only)",
     )
     text = _trim(text)
     _check_length(text, field, CALLER_ID_MAX)
