@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
@@ -193,6 +193,34 @@ class AsteriskConfig:
     # Dial string prefix for outside calls, e.g. "PJSIP/${EXTEN}@trunk"; empty: no trunk.
     outbound_dial: str = ""
     ring_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    # How agents reach Asterisk: "realtime" (Asterisk reads them from PostgreSQL, no
+    # reload per change) or "files" (pjsip.conf + reload). docs/apply.md compares them.
+    backend: Literal["realtime", "files"] = "realtime"
+    # realtime: a sorcery memory cache in front of the database (fewer queries per
+    # REGISTER); every change expires its objects over AMI, and when AMI is away an
+    # object is stale for at most realtime_cache_lifetime_s.
+    realtime_cache: bool = False
+    realtime_cache_lifetime_s: Annotated[int, Field(ge=1, le=86400)] = 60
+    # The PostgreSQL role Asterisk logs in as (reads only the asterisk.* views).
+    realtime_db_user: str = "sipprov_asterisk"
+    # Env: SIPPROV_REALTIME_DB_PASSWORD. Empty: generated once into
+    # <state dir>/realtime-db-password (mode 0600).
+    realtime_db_password: str = ""
+    # How Asterisk reaches PostgreSQL: host (or socket folder) and port; empty/0: the
+    # ones of database.dsn.
+    realtime_db_host: str = ""
+    realtime_db_port: Annotated[int, Field(ge=0, le=65535)] = 0
+
+    @field_validator("realtime_db_user", "realtime_db_password", "realtime_db_host")
+    @classmethod
+    def _check_realtime_text(cls, value: str, info: ValidationInfo) -> str:
+        # written into res_pgsql.conf: one plain word
+        if value and not re.fullmatch(r"[A-Za-z0-9_./+@:-]{1,255}", value):
+            raise ValueError("must be letters, digits or _ . / + @ : - (it goes into "
+                             "res_pgsql.conf)")
+        if info.field_name == "realtime_db_user" and not value:
+            raise ValueError("may not be empty")
+        return value
 
     @field_validator("config_dir")
     @classmethod
@@ -458,6 +486,7 @@ ENV_OVERRIDES = {
     "SIPPROV_AMI_SECRET": ("asterisk", "ami_secret"),
     "SIPPROV_SMTP_PASSWORD": ("smtp", "password"),
     "SIPPROV_URL_SIGNING_KEY": ("http", "url_signing_key"),
+    "SIPPROV_REALTIME_DB_PASSWORD": ("asterisk", "realtime_db_password"),
 }
 
 

@@ -25,6 +25,7 @@ def toml_config(dsn: str, tmp: Path, ami_port: int = 1) -> str:
         "[asterisk]\n"
         f"config_dir = {json.dumps(str(tmp / 'asterisk'))}\n"
         f"ami_port = {ami_port}\n"
+        'backend = "files"\n'
         "ami_timeout_s = 1.0\n"
         "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 0.2\n"
     )

@@ -99,7 +99,9 @@ def cfg(db_dsn: str, tmp_path: Path) -> config_mod.Config:
     """A Config on the test's database; generated files go to a temp folder."""
     c = config_mod.Config()
     c.database = dataclasses.replace(c.database, dsn=db_dsn, pool_min=1, pool_max=10)
-    c.asterisk = dataclasses.replace(c.asterisk, config_dir=tmp_path / "asterisk")
+    # the files backend unless a test asks for realtime (tests/realtime_helpers.py)
+    c.asterisk = dataclasses.replace(c.asterisk, config_dir=tmp_path / "asterisk",
+                                     backend="files")
     return c
 
 

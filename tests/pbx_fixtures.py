@@ -13,6 +13,7 @@ Without root, SIPp or a buildable PBX root the PBX tests are skipped, except in 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -22,6 +23,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sipprov import pbx as pbx_mod
@@ -30,6 +32,8 @@ from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
 
+# The password of Asterisk's realtime role (sipprov_asterisk) in the tests.
+REALTIME_DB_PASSWORD = "sipprov-test-realtime"
 TEST_AMI_PORT = 15038
 TEST_SIP_PORT = 15070
 IN_CI = os.environ.get("CI") == "true"
@@ -87,9 +91,11 @@ def pbx_config() -> Config:
         instance = f"test-{os.getpid()}"
         ami_port, sip_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
     cfg.pbx = dataclasses.replace(cfg.pbx, instance=instance, sip_port=sip_port)
+    # tests run the files backend unless they ask for realtime; the instance serves
+    # both (it maps pjsip.conf and the realtime views)
     cfg.asterisk = dataclasses.replace(
         cfg.asterisk, ami_port=ami_port, sip_server=f"127.0.0.1:{sip_port}",
-        ami_timeout_s=15.0)
+        ami_timeout_s=15.0, backend="files", realtime_db_password=REALTIME_DB_PASSWORD)
     return cfg
 
 
@@ -110,9 +116,43 @@ def _reap_stale_instances(cfg: Config) -> None:
             shutil.rmtree(folder)
 
 
+async def point_realtime_at(cfg: Config, dsn: str) -> None:
+    """Make the test instance's res_config_pgsql read `dsn` (each test has its own
+    database; the cluster, and so the socket, is the session's)."""
+    from sipprov.pbx.realtime import write_realtime_config
+
+    write_realtime_config(cfg, dsn)
+    async with AmiClient(cfg.asterisk) as client:
+        await client.reload("res_config_pgsql.so")
+
+
+async def _idle_database(base_dsn: str, template: str, name: str) -> str:
+    """A migrated database of the session that Asterisk's realtime driver reads while no
+    realtime test runs (its views are empty, as with the files backend); the role
+    Asterisk logs in as gets LOGIN and the tests' password."""
+    from sipprov.apply import realtimeconf
+    from sipprov.db.sql import realtime as realtime_sql
+    from tests.conftest import _dsn_for
+
+    conn = await asyncpg.connect(base_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        await realtime_sql.set_role_login(conn, "sipprov_asterisk", REALTIME_DB_PASSWORD)
+    finally:
+        await conn.close()
+    assert realtimeconf.dsn_parts(_dsn_for(base_dsn, name))[2] == name
+    return _dsn_for(base_dsn, name)
+
+
 @pytest.fixture(scope="session")
-def pbx(pbx_config: Config) -> Iterator[pbx_mod.PbxStatus]:
-    """The running test instance (started clean once per session, stopped at the end)."""
+def pbx(pbx_config: Config, pg_base_dsn: str, pg_template: str) -> Iterator[pbx_mod.PbxStatus]:
+    """The running test instance (started clean once per session, stopped at the end).
+    Its realtime driver reads an idle database of the session; realtime tests point it
+    at their own (point_realtime_at) and back."""
+    idle = asyncio.run(_idle_database(pg_base_dsn, pg_template,
+                                      f"sipprov_pbx_{pbx_config.pbx.instance.replace('-', '_')}"))
+    pbx_config.database = dataclasses.replace(pbx_config.database, dsn=idle)
     if os.geteuid() != 0:
         _unavailable("needs root (chroot, mount)")
     if not shutil.which("sipp"):

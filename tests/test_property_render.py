@@ -38,6 +38,7 @@ SHA = "0123456789abcdef" * 4
 
 def _cfg() -> Config:
     c = Config()
+    c.asterisk.backend = "files"
     c.asterisk.outbound_dial = "PJSIP/${EXTEN}@trunk"
     return c
 

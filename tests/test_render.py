@@ -55,6 +55,7 @@ def sample() -> Snapshot:
 @pytest.fixture
 def pure_cfg() -> Config:
     c = Config()
+    c.asterisk.backend = "files"
     c.asterisk.outbound_dial = "PJSIP/${EXTEN}@trunk"
     return c
 
@@ -120,6 +121,7 @@ def test_never_a_plaintext_password_line(pure_cfg: Config) -> None:
 
 def test_settings_come_from_config() -> None:
     c = Config()
+    c.asterisk.backend = "files"
     c.asterisk.codecs = ["opus", "ulaw"]
     c.asterisk.direct_media = True
     c.asterisk.rtp_symmetric = False

@@ -363,3 +363,52 @@ class AmiClient:
                 )
                 result.setdefault(member.queue, []).append(member)
         return result
+
+    # ------------------------------------------------------------------ realtime, contacts
+
+    async def _simple(self, action: dict[str, Any], ok_messages: tuple[str, ...] = ()) -> None:
+        answer = self._first(await self.send(action))
+        if not answer.success and not any(t in (answer.message or "") for t in ok_messages):
+            raise AmiError(f"AMI {action['Action']}: {answer.message or answer.response}")
+
+    async def sorcery_expire(self, cache: str, object_id: str | None = None) -> None:
+        """Expire one object (or, without `object_id`, every object) of a sorcery memory
+        cache, so the next lookup reads the database."""
+        if object_id is None:
+            await self._simple({"Action": "SorceryMemoryCacheExpire", "Cache": cache})
+        else:
+            await self._simple({"Action": "SorceryMemoryCacheExpireObject", "Cache": cache,
+                                "Object": object_id},
+                               ok_messages=("not in cache", "could not be expired"))
+
+    async def pjsip_contacts(self) -> list[dict[str, str]]:
+        """Every registered contact (PJSIPShowContacts' ContactList events), as dicts:
+        ObjectName (`<aor>;@<hash>`), Aor, Uri, UserAgent, RegExpire, Status, ..."""
+        answer = await self.send({"Action": "PJSIPShowContacts"})
+        if isinstance(answer, list):
+            found = []
+            for m in answer[1:]:
+                if m.get("Event") != "ContactList":
+                    continue
+                contact = {k: str(v) for k, v in m.items()}
+                contact["Aor"] = contact.get("ObjectName", "").split(";@", 1)[0]
+                found.append(contact)
+            return found
+        if answer.success or "No Contacts found" in (answer.message or ""):
+            return []
+        raise AmiError(f"AMI PJSIPShowContacts: {answer.message}")
+
+    async def remove_contact(self, object_name: str) -> None:
+        """Forget one registration (`<aor>;@<hash>`, PJSIPShowContacts' ObjectName) at
+        once: its astdb row goes, so calls to that phone fail from now on and it must
+        REGISTER again (with valid credentials)."""
+        if any(c in object_name for c in "\r\n/") or ";@" not in object_name:
+            raise AmiError("remove_contact: not a contact name")
+        await self._simple({"Action": "DBDel", "Family": "registrar/contact",
+                            "Key": object_name},
+                           ok_messages=("not deleted", "not found"))
+
+    async def set_device_state(self, device: str, state: str) -> None:
+        """Set a Custom: device state (func_devstate), e.g. NOT_INUSE, UNAVAILABLE."""
+        await self._simple({"Action": "Setvar", "Variable": f"DEVICE_STATE({device})",
+                            "Value": state})

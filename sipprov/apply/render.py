@@ -28,7 +28,7 @@ import jinja2
 
 from sipprov._resources import template_root
 from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot
-from sipprov.config import AsteriskConfig, Config
+from sipprov.config import AsteriskConfig, Config, ExtensionsConfig
 
 PJSIP_CONF = "pjsip.conf"
 EXTENSIONS_CONF = "extensions.conf"
@@ -205,9 +205,18 @@ class Settings:
     ring_timeout_s: int
     realm: str
     sha256: bool
+    # "realtime": agents come from the database views (pjsip.conf stays empty, the
+    # dialplan is one pattern per extension length, queue members are realtime rows).
+    backend: str = "files"
+    agent_patterns: tuple[str, ...] = ()
+
+    @property
+    def realtime(self) -> bool:
+        return self.backend == "realtime"
 
     @classmethod
-    def from_config(cls, ast: AsteriskConfig) -> Settings:
+    def from_config(cls, ast: AsteriskConfig,
+                    extensions: ExtensionsConfig | None = None) -> Settings:
         """Validate the operator's values once (a bad one is a configuration error)."""
         for name in ("transport", "internal_context", "outbound_context"):
             if not _IDENT.fullmatch(getattr(ast, name)):
@@ -250,7 +259,14 @@ class Settings:
             ring_timeout_s=int(ast.ring_timeout_s),
             realm=ast.sip_realm,
             sha256=RENDER_SHA256,
+            backend=ast.backend,
+            agent_patterns=_patterns(extensions or ExtensionsConfig()),
         )
+
+
+def _patterns(ext: ExtensionsConfig) -> tuple[str, ...]:
+    """One dialplan pattern per length of the extension range (100-999: `_XXX`)."""
+    return tuple("_" + "X" * n for n in range(len(str(ext.first)), len(str(ext.last)) + 1))
 
 
 def make_environment(root: Path = TEMPLATE_ROOT) -> jinja2.Environment:
@@ -324,6 +340,9 @@ class Renderer:
         return chunks[:-1]
 
     def render_pjsip(self, agents: list[AgentConf]) -> bytes:
+        if self.settings.realtime:
+            # Asterisk reads the agents from the asterisk.* views
+            return HEADER.format(name=PJSIP_CONF).encode("utf-8")
         old = self._cache
         new: dict[AgentConf, str] = {}
         missing = [a for a in agents if a not in old]
@@ -567,7 +586,7 @@ _RENDERERS: dict[Settings, Renderer] = {}
 
 
 def renderer_for(cfg: Config) -> Renderer:
-    settings = Settings.from_config(cfg.asterisk)
+    settings = Settings.from_config(cfg.asterisk, cfg.extensions)
     r = _RENDERERS.get(settings)
     if r is None:
         if len(_RENDERERS) >= 4:

@@ -8,9 +8,11 @@ import os
 import re
 from pathlib import Path
 
+from sipprov.apply import realtimeconf
 from sipprov.config import Config
 from sipprov.pbx.errors import PbxError
 from sipprov.pbx.paths import DIR_MODE, _etc, _root, write_atomic
+from sipprov.pbx.realtime import write_realtime_config
 
 # The modules an instance loads (modules.conf has autoload=no so it boots in about a
 # second). Found by testing: this is what digest registration, calls between two
@@ -62,6 +64,10 @@ MODULES = (
     "func_logic.so",
     # failed registrations land in the security log
     "res_security_log.so",
+    # the realtime backend: agents read from PostgreSQL (sipprov/pbx/realtime.py)
+    *realtimeconf.MODULES,
+    # custom device states (the realtime backend's queue member state)
+    "func_devstate.so",
 )
 
 # Asterisk core reads these at boot; missing ones only log warnings, but writing
@@ -77,7 +83,6 @@ _CORE_FILES = {
     "http.conf": "[general]\nenabled = no\n",
     "stasis.conf": "",
     "pjproject.conf": "[startup]\nlog_level = 1\n",
-    "sorcery.conf": "",
     "rtp.conf": "[general]\nrtpstart = 20000\nrtpend = 30000\n",
     "indications.conf": (
         "[general]\ncountry = us\n\n"
@@ -237,6 +242,7 @@ def write_base_config(cfg: Config) -> None:
     write_atomic(etc / "queues.conf", f"[general]\n\n#tryinclude {include}/queues.conf\n")
     for name, text in _CORE_FILES.items():
         write_atomic(etc / name, text)
+    write_realtime_config(cfg)
     # Queue callers hear music on hold; the package ships no music, so the default
     # class plays one second of silence (signed linear, 8 kHz) from the instance.
     _mkdir(inst / "lib/moh")

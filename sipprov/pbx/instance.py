@@ -33,6 +33,7 @@ from sipprov.pbx.paths import (
     is_built,
 )
 from sipprov.pbx.procfs import _processes_in_root
+from sipprov.pbx.realtime import release_socket
 
 
 @dataclass
@@ -191,6 +192,7 @@ def start(cfg: Config) -> None:
             pid = _find_pid(pbx)
             if pid is not None:
                 _kill_pid(pid)
+            release_socket(cfg)
             _release_mounts(pbx)
             raise
 
@@ -261,6 +263,7 @@ def stop(cfg: Config, timeout: float = 15.0) -> None:
             if not _wait_gone(pid, timeout):
                 _kill_pid(pid)
         _clear_run_dir(pbx)
+        release_socket(cfg)
         _release_mounts(pbx)
 
 

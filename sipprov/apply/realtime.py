@@ -1,0 +1,119 @@
+"""What the applier does for Asterisk's realtime view of the agents, and what both
+backends do when credentials go away.
+
+Realtime backend: Asterisk reads endpoints, auths, AORs and queue members from the
+asterisk.* views (migration 005), so an agent change writes no file and reloads no
+module. The applier still records versions and verifies over AMI; with the sorcery
+memory cache it expires exactly the changed objects before a version counts as applied.
+
+Both backends: a rotated SIP password, a deleted or deactivated agent ends the phone's
+registration at once (its contacts are removed), so the old credentials stop receiving
+calls without waiting for the registration to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from sipprov.apply import realtimeconf
+from sipprov.apply.ami import AmiClient
+from sipprov.apply.snapshot import AgentConf
+from sipprov.config import Config
+from sipprov.db.sql import realtime as realtime_sql
+
+log = logging.getLogger(__name__)
+
+
+def view_settings(cfg: Config, enabled: bool) -> realtime_sql.ViewSettings:
+    ast = cfg.asterisk
+    return realtime_sql.ViewSettings(
+        enabled=enabled,
+        transport=ast.transport,
+        internal_context=ast.internal_context,
+        outbound_context=ast.outbound_context,
+        codecs=",".join(ast.codecs),
+        direct_media=bool(ast.direct_media),
+        rtp_symmetric=bool(ast.rtp_symmetric),
+        force_rport=bool(ast.force_rport),
+        rewrite_contact=bool(ast.rewrite_contact),
+        max_contacts=int(ast.max_contacts),
+        remove_existing=bool(ast.remove_existing),
+        realm=ast.sip_realm,
+    )
+
+
+async def prepare(conn: asyncpg.Connection, cfg: Config) -> bool:
+    """Realtime backend, before an apply: the views' settings from the configuration,
+    views on, and the role's login. True when the settings row changed."""
+    changed = await realtime_sql.update_settings(conn, view_settings(cfg, True))
+    try:
+        password = realtimeconf.db_password(cfg)
+        if not await realtime_sql.set_role_login(conn, cfg.asterisk.realtime_db_user,
+                                                 password):
+            log.warning("PostgreSQL role %s does not exist: Asterisk cannot read the "
+                        "agents (docs/apply.md)", cfg.asterisk.realtime_db_user)
+    except asyncpg.InsufficientPrivilegeError:
+        log.info("no CREATEROLE: the password of %s is the operator's to set",
+                 cfg.asterisk.realtime_db_user)
+    except OSError as exc:
+        log.warning("cannot read or create the realtime database password: %s", exc)
+    return changed
+
+
+async def disable_views(conn: asyncpg.Connection, cfg: Config) -> bool:
+    """Files backend, once its files are live: the views go empty (an Asterisk mapping
+    both wizards then sees each agent once). True when they were on."""
+    return await realtime_sql.update_settings(conn, view_settings(cfg, False))
+
+
+@dataclass(frozen=True)
+class AgentChanges:
+    """What changed between what Asterisk was last verified to hold and the snapshot."""
+
+    changed: frozenset[int]      # new or different rows (extensions)
+    credentials_gone: frozenset[int]  # rotated digest, deleted or no longer an agent
+
+
+def diff(before: dict[int, AgentConf] | None, current: dict[int, AgentConf]) -> AgentChanges:
+    if before is None:
+        return AgentChanges(frozenset(current), frozenset())
+    changed = {e for e, a in current.items() if before.get(e) != a}
+    gone = {e for e in before if e not in current}
+    rotated = {e for e, a in current.items()
+               if e in before and (before[e].ha1_md5 != a.ha1_md5
+                                   or before[e].ha1_sha256 != a.ha1_sha256
+                                   or before[e].id != a.id)}
+    return AgentChanges(frozenset(changed | gone), frozenset(gone | rotated))
+
+
+async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None) -> None:
+    """Expire the endpoint, auth and AOR of these extensions (None: everything) from
+    the sorcery memory cache, so the next REGISTER reads the database."""
+    if not cfg.asterisk.realtime_cache:
+        return
+    for cache in realtimeconf.CACHE_NAMES.values():
+        if extensions is None:
+            await ami.sorcery_expire(cache)
+            continue
+        for ext in sorted(extensions):
+            await ami.sorcery_expire(cache, str(ext))
+
+
+async def end_registrations(ami: AmiClient, extensions: set[int]) -> int:
+    """Remove the contacts of these AORs: their phones stop receiving calls now.
+    Returns how many contacts were removed."""
+    if not extensions:
+        return 0
+    names = {str(e) for e in extensions}
+    removed = 0
+    for contact in await ami.pjsip_contacts():
+        if contact.get("Aor") in names:
+            await ami.remove_contact(contact["ObjectName"])
+            removed += 1
+    if removed:
+        log.info("ended %d registration(s) of %d agent(s) whose credentials went away",
+                 removed, len(extensions))
+    return removed

@@ -1,0 +1,265 @@
+"""The realtime backend against the real Asterisk 22, PostgreSQL and SIPp: Asterisk reads
+the agents from the asterisk.* views (migration 005); a change writes no file and
+reloads no module. The key scenarios run on both backends (`backend` parameter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sipprov.agents import extensions
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
+from sipprov.apply import realtimeconf
+from sipprov.apply.ami import AmiClient
+from sipprov.apply.applier import Applier
+from sipprov.config import Config
+from sipprov.db import database
+from sipprov.directory import queues
+from sipprov.pbx import sipp
+from tests.pbx_fixtures import REALTIME_DB_PASSWORD, clean_asterisk, point_realtime_at
+
+pytestmark = pytest.mark.pbx
+
+HOST = "127.0.0.1"
+APPLY_TIMEOUT = 60.0
+
+
+@dataclass
+class Env:
+    cfg: Config
+    pool: asyncpg.Pool
+    applier: Applier
+
+    @property
+    def sip_port(self) -> int:
+        return self.cfg.pbx.sip_port
+
+    def reloads(self) -> int:
+        return sum(int(v) for v in self.applier.status()["reloads"].values())
+
+
+EnvFactory = Callable[..., Awaitable[Env]]
+
+
+async def _wait_first_apply(applier: Applier, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = applier.status()
+        if st["applies"] >= 1 and not st["busy"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")
+
+
+@pytest.fixture
+async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFactory]:
+    """An applier on this test's database with the given backend; the PBX's realtime
+    driver points at the same database."""
+    made: list[Env] = []
+    await point_realtime_at(pbx_config, db_dsn)
+
+    async def make(backend: str = "realtime", cache: bool = False) -> Env:
+        cfg = copy.deepcopy(pbx_config)
+        cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
+        cfg.asterisk = dataclasses.replace(cfg.asterisk, backend=backend, realtime_cache=cache)
+        cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=20,
+                                          backoff_min_s=0.2, backoff_max_s=1.0)
+        pool = await database.create_pool(db_dsn, cfg.database)
+        async with pool.acquire() as conn:
+            await extensions.sync_pool(conn, cfg.extensions)
+        applier = Applier(pool, cfg)
+        env = Env(cfg, pool, applier)
+        made.append(env)
+        await applier.start()
+        await _wait_first_apply(applier)
+        return env
+
+    yield make
+    for env in made:
+        await env.applier.stop()
+        await env.pool.close()
+    await clean_asterisk(pbx_config)
+    await point_realtime_at(pbx_config, pbx_config.database.dsn)
+
+
+def _letters(n: int) -> str:
+    return "".join("abcdefghij"[int(d)] for d in str(n))
+
+
+async def _create(env: Env, n: int, **kw) -> agents.AgentCreated:
+    body = AgentCreate(first_name="Agent", last_name=f"Rt{_letters(n)}",
+                       email=f"rt{n}@example.com", login=f"rt{n}", **kw)
+    return await agents.create_agent(env.pool, env.cfg, body, "test")
+
+
+async def _applied(env: Env, version: int | None) -> None:
+    assert version is not None
+    ok = await env.applier.wait_applied(version, APPLY_TIMEOUT)
+    assert ok, f"version {version} not applied: {env.applier.status()}"
+
+
+async def _contacts(ami: AmiClient, aor: str) -> list[dict[str, str]]:
+    return [c for c in await ami.pjsip_contacts() if c.get("Aor") == aor]
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["realtime", "files"])
+
+
+# ----------------------------------------------------------------------------- the role
+
+
+async def test_asterisk_role_reads_only_the_views(make_env: EnvFactory, db_dsn: str) -> None:
+    env = await make_env("realtime")
+    created = await _create(env, 1)
+    await _applied(env, created.config_version)
+    host, port, dbname = realtimeconf.dsn_parts(db_dsn)
+    conn = await asyncpg.connect(host=host, port=port, database=dbname,
+                                 user=env.cfg.asterisk.realtime_db_user,
+                                 password=REALTIME_DB_PASSWORD)
+    try:
+        row = await conn.fetchrow("SELECT * FROM ps_auths WHERE id = $1",
+                                  str(created.agent.extension))
+        assert row["auth_type"] == "digest"
+        assert row["password_digest"].startswith("MD5:")
+        assert await conn.fetchval("SELECT count(*) FROM ps_endpoints") == 1
+        for table in ("public.users", "public.api_tokens", "public.audit_log",
+                      "public.avatars", "public.realtime_settings", "asterisk.agents",
+                      "public.config_state"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch(f"SELECT * FROM {table} LIMIT 1")
+        for view in ("ps_endpoints", "ps_auths", "ps_aors", "queue_members"):
+            for privilege in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
+                assert not await conn.fetchval("SELECT has_table_privilege($1, $2)",
+                                               view, privilege)
+        # no plaintext password column anywhere Asterisk can read
+        columns = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'asterisk'")
+        names = {c["column_name"] for c in columns}
+        assert "password" not in names and "md5_cred" not in names
+    finally:
+        await conn.close()
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+@BACKENDS
+async def test_create_register_without_reload(make_env: EnvFactory, backend: str,
+                                              ami: AmiClient) -> None:
+    env = await make_env(backend)
+    reloads = env.reloads()
+    created = await _create(env, 1)
+    assert created.sip is not None
+    await _applied(env, created.config_version)
+    sip = created.sip
+    ok = await sipp.register(HOST, env.sip_port, sip.username, sip.password, realm=sip.realm)
+    assert ok.ok and ok.status == 200, ok
+    wrong = await sipp.register(HOST, env.sip_port, sip.username, sip.password + "x")
+    assert not wrong.ok and wrong.status in (401, 403), wrong
+    if backend == "realtime":
+        assert env.reloads() == reloads, "a realtime create reloaded a module"
+        pj = (Path(env.cfg.generated_dir) / "pjsip.conf").read_text()
+        assert "type=endpoint" not in pj
+    else:
+        assert env.reloads() == reloads + 2  # pjsip.conf and extensions.conf
+    await sipp.unregister(HOST, env.sip_port, sip.username, sip.password)
+
+
+@BACKENDS
+async def test_rotation_ends_the_old_registration(make_env: EnvFactory, backend: str,
+                                                 ami: AmiClient) -> None:
+    env = await make_env(backend)
+    a = await _create(env, 1)
+    b = await _create(env, 2)
+    await _applied(env, b.config_version)
+    assert a.sip and b.sip
+    reg_a = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password, expires=600)
+    reg_b = await sipp.register(HOST, env.sip_port, b.sip.username, b.sip.password, expires=600)
+    assert reg_a.ok and reg_b.ok
+    assert await _contacts(ami, a.sip.username)
+
+    new_sip, version = await agents.rotate_sip_password(env.pool, env.cfg, a.agent.id, None,
+                                                        "test")
+    await _applied(env, version)
+    # the phone registered with the old password is gone at once, B's stays
+    assert await _contacts(ami, a.sip.username) == []
+    assert await _contacts(ami, b.sip.username)
+    old = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
+    assert not old.ok and old.status in (401, 403), old
+    new = await sipp.register(HOST, env.sip_port, new_sip.username, new_sip.password)
+    assert new.ok, new
+    await sipp.unregister(HOST, env.sip_port, new_sip.username, new_sip.password)
+    await sipp.unregister(HOST, env.sip_port, b.sip.username, b.sip.password)
+
+
+@BACKENDS
+async def test_delete_and_deactivation_end_registrations(make_env: EnvFactory, backend: str,
+                                                        ami: AmiClient) -> None:
+    env = await make_env(backend)
+    a = await _create(env, 1)
+    b = await _create(env, 2)
+    await _applied(env, b.config_version)
+    assert a.sip and b.sip
+    for s in (a.sip, b.sip):
+        assert (await sipp.register(HOST, env.sip_port, s.username, s.password)).ok
+    version = await agents.delete_agent(env.pool, env.cfg, a.agent.id, "test")
+    await _applied(env, version)
+    assert await _contacts(ami, a.sip.username) == []
+    assert not await ami.pjsip_endpoint_exists(a.sip.username)
+    gone = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
+    assert not gone.ok, gone
+    # no longer an agent: no endpoint, no registration
+    updated = await agents.update_agent(env.pool, env.cfg, b.agent.id,
+                                        AgentUpdate(is_agent=False), "test")
+    await _applied(env, updated.config_version)
+    assert await _contacts(ami, b.sip.username) == []
+    assert not await ami.pjsip_endpoint_exists(b.sip.username)
+
+
+async def test_unknown_number_fails_cleanly(make_env: EnvFactory, ami: AmiClient) -> None:
+    env = await make_env("realtime")
+    a = await _create(env, 1)
+    await _applied(env, a.config_version)
+    assert a.sip
+    result = await sipp.call(HOST, env.sip_port, a.sip.username, a.sip.password, "998",
+                             hold_s=0.1, timeout=10)
+    assert not result.ok and result.status in (404, 480, 503, 603), result
+
+
+_FRESH = iter(random.Random().sample(range(900, 990), 60))
+
+
+@BACKENDS
+async def test_queue_rings_a_member_created_after_asterisk_started(
+        make_env: EnvFactory, backend: str, ami: AmiClient) -> None:
+    """The device-state trap: an endpoint Asterisk never saw before must be rung by
+    app_queue (an extension no earlier test of this session used)."""
+    env = await make_env(backend)
+    _, version = await queues.create_queue(env.pool, env.cfg,
+                                           QueueCreate(name="sales", number=next(_FRESH)),
+                                           "test")
+    caller = await _create(env, 1)
+    member = await _create(env, 2, extension=next(_FRESH),
+                           queues=[QueueAssignment(name="sales")])
+    await _applied(env, member.config_version)
+    assert caller.sip and member.sip
+    qnum = (await queues.get_queue(env.pool, "sales")).number
+    async with await sipp.start_uas(HOST, env.sip_port, member.sip.username,
+                                    member.sip.password, timeout=25) as phone:
+        result = await sipp.call(HOST, env.sip_port, caller.sip.username, caller.sip.password,
+                                 str(qnum), hold_s=0.3, timeout=20)
+        assert await phone.wait(10), f"the queue did not ring the new member ({result})"
+        assert result.ok, result
+    await sipp.unregister(HOST, env.sip_port, member.sip.username, member.sip.password)
