@@ -75,7 +75,7 @@ def make_config(root: Path | None = None) -> Config:
     cfg.asterisk = dataclasses.replace(
         cfg.asterisk, ami_port=ami_port, sip_server=f"127.0.0.1:{sip_port}",
         # a reload of 10,000+ endpoints and their listing take seconds on a busy machine
-        ami_timeout_s=120.0)
+        ami_timeout_s=120.0, backend="files")
     cfg.extensions = dataclasses.replace(cfg.extensions, first=10000, last=99999)
     cfg.http = dataclasses.replace(cfg.http, host="127.0.0.1", port=free_port(socket.SOCK_STREAM))
     cfg.validate()

@@ -12,6 +12,7 @@ from sipprov.config import Config
 
 if TYPE_CHECKING:
     from sipprov.apply.applier import Applier
+    from sipprov.apply.phones import PhoneTracker
 
 
 @dataclass
@@ -21,3 +22,5 @@ class Services:
     # None when the service runs without Asterisk (e.g. some tests); then
     # ?wait=applied answers 202 at once and status reports Asterisk as not connected.
     applier: Applier | None = None
+    # Registrations and phone states from AMI events (None: not watched).
+    phones: PhoneTracker | None = None

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from sipprov.agents import extensions
 from sipprov.apply.applier import Applier
+from sipprov.apply.backends.files import FilesBackend
+from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
 from sipprov.context import Services
 from sipprov.db import database
@@ -28,11 +30,17 @@ async def start_services(cfg: Config) -> Services:
     async with pool.acquire() as conn:
         await extensions.sync_pool(conn, cfg.extensions)
     applier = Applier(pool, cfg)
+    phones = PhoneTracker(cfg)
+    if isinstance(applier.backend, FilesBackend):  # RealtimeBackend is one too
+        applier.backend.on_registrations_ended = phones.forget
     await applier.start()
-    return Services(cfg=cfg, pool=pool, applier=applier)
+    await phones.start()
+    return Services(cfg=cfg, pool=pool, applier=applier, phones=phones)
 
 
 async def stop_services(services: Services) -> None:
+    if services.phones is not None:
+        await services.phones.stop()
     if services.applier is not None:
         await services.applier.stop()
     await services.pool.close()

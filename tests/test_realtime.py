@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import random
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,10 +25,14 @@ from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, Que
 from sipprov.apply import realtimeconf
 from sipprov.apply.ami import AmiClient
 from sipprov.apply.applier import Applier
+from sipprov.apply.backends.files import FilesBackend
+from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.directory import queues
+from sipprov.http.agents import registration
 from sipprov.pbx import sipp
+from tests.faults.service import SIPPROV
 from tests.pbx_fixtures import REALTIME_DB_PASSWORD, clean_asterisk, point_realtime_at
 
 pytestmark = pytest.mark.pbx
@@ -40,6 +46,7 @@ class Env:
     cfg: Config
     pool: asyncpg.Pool
     applier: Applier
+    phones: PhoneTracker
 
     @property
     def sip_port(self) -> int:
@@ -79,14 +86,19 @@ async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFac
         async with pool.acquire() as conn:
             await extensions.sync_pool(conn, cfg.extensions)
         applier = Applier(pool, cfg)
-        env = Env(cfg, pool, applier)
+        phones = PhoneTracker(cfg)   # as the service runs them
+        assert isinstance(applier.backend, FilesBackend)
+        applier.backend.on_registrations_ended = phones.forget
+        env = Env(cfg, pool, applier, phones)
         made.append(env)
         await applier.start()
+        await phones.start()
         await _wait_first_apply(applier)
         return env
 
     yield make
     for env in made:
+        await env.phones.stop()
         await env.applier.stop()
         await env.pool.close()
     await clean_asterisk(pbx_config)
@@ -222,7 +234,7 @@ async def test_delete_and_deactivation_end_registrations(make_env: EnvFactory, b
     assert not gone.ok, gone
     # no longer an agent: no endpoint, no registration
     updated = await agents.update_agent(env.pool, env.cfg, b.agent.id,
-                                        AgentUpdate(is_agent=False), "test")
+                                        AgentUpdate(is_agent=False), "test", force=True)
     await _applied(env, updated.config_version)
     assert await _contacts(ami, b.sip.username) == []
     assert not await ami.pjsip_endpoint_exists(b.sip.username)
@@ -258,8 +270,108 @@ async def test_queue_rings_a_member_created_after_asterisk_started(
     qnum = (await queues.get_queue(env.pool, "sales")).number
     async with await sipp.start_uas(HOST, env.sip_port, member.sip.username,
                                     member.sip.password, timeout=25) as phone:
+        if backend == "realtime":
+            # app_queue sees the new member as available (1 = not in use), not as
+            # unknown or unavailable
+            iface = f"PJSIP/{member.agent.extension}"
+            deadline = time.monotonic() + 10
+            while True:
+                status = {m.interface: m.status
+                          for m in (await ami.queue_status("sales")).get("sales", [])}
+                if status.get(iface) == 1:
+                    break
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.05)
         result = await sipp.call(HOST, env.sip_port, caller.sip.username, caller.sip.password,
                                  str(qnum), hold_s=0.3, timeout=20)
         assert await phone.wait(10), f"the queue did not ring the new member ({result})"
         assert result.ok, result
     await sipp.unregister(HOST, env.sip_port, member.sip.username, member.sip.password)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_registration_is_visible(make_env: EnvFactory, tmp_path: Path,
+                                       db_dsn: str) -> None:
+    """API (the agent's `registration`, /status's count) and CLI (`agents show`)."""
+    env = await make_env("realtime")
+    a = await _create(env, 1)
+    await _applied(env, a.config_version)
+    assert a.sip and a.agent.extension is not None
+    ext = a.agent.extension
+    await _until(lambda: env.phones.connected)
+    assert registration(env.phones, ext) == {"registered": False, "contacts": []}
+    counted = env.phones.registered_count()
+    reg = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password, expires=600)
+    assert reg.ok
+    await _until(lambda: bool(env.phones.registrations(ext)))
+    shown = registration(env.phones, ext)
+    assert shown is not None and shown["registered"]
+    (contact,) = shown["contacts"]
+    assert contact["contact"].startswith(f"sip:{ext}@127.0.0.1:")
+    assert contact["since"] and contact["expires_at"]
+    assert env.phones.registered_count() == counted + 1
+    # the CLI asks Asterisk itself
+    conf = tmp_path / "sipprov.toml"
+    conf.write_text(
+        f'[database]\ndsn = "{db_dsn}"\n'
+        f'[asterisk]\nami_port = {env.cfg.asterisk.ami_port}\nbackend = "realtime"\n'
+        f'config_dir = "{env.cfg.generated_dir}"\n')
+    out = await asyncio.to_thread(
+        subprocess.run, [SIPPROV, "-c", str(conf), "agents", "show", str(a.agent.id),
+                         "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["registration"]["registered"] is True
+    assert data["registration"]["contacts"][0]["user_agent"] == contact["user_agent"]
+    # unregistering shows at once
+    await sipp.unregister(HOST, env.sip_port, a.sip.username, a.sip.password)
+    await _until(lambda: not env.phones.registrations(ext))
+    assert registration(env.phones, ext) == {"registered": False, "contacts": []}
+
+
+async def test_switching_backends_loses_no_agent_and_no_registration(
+        make_env: EnvFactory, ami: AmiClient) -> None:
+    """files -> realtime -> files on a running Asterisk (no restart): every agent stays
+    registrable, the registered phone stays registered and reachable."""
+    env = await make_env("files")
+    a = await _create(env, 1)
+    b = await _create(env, 2)
+    await _applied(env, b.config_version)
+    assert a.sip and b.sip
+    # a's phone registers now and must still get a call after both switches
+    phone = await sipp.start_uas(HOST, env.sip_port, a.sip.username, a.sip.password,
+                                 timeout=120)
+    async with phone:
+        generated = Path(env.cfg.generated_dir) / "pjsip.conf"
+
+        async def check(current: Env) -> int:
+            assert await ami.pjsip_endpoint_exists(a.sip.username)
+            assert await _contacts(ami, a.sip.username), "the registration was lost"
+            assert (await sipp.register(HOST, current.sip_port, b.sip.username,
+                                        b.sip.password)).ok
+            async with current.pool.acquire() as conn:
+                views = await conn.fetchval("SELECT count(*) FROM asterisk.ps_endpoints")
+            return views
+
+        for backend in ("realtime", "files"):
+            await env.phones.stop()
+            await env.applier.stop()
+            env = await make_env(backend)
+            views = await check(env)
+            if backend == "realtime":
+                assert views == 2 and "type=endpoint" not in generated.read_text()
+            else:
+                assert views == 0 and "type=endpoint" in generated.read_text()
+            c = await _create(env, 3 if backend == "realtime" else 4)
+            await _applied(env, c.config_version)
+            assert c.sip
+            assert (await sipp.register(HOST, env.sip_port, c.sip.username, c.sip.password)).ok
+        result = await sipp.call(HOST, env.sip_port, b.sip.username, b.sip.password,
+                                 a.sip.username, hold_s=0.2, timeout=15)
+        assert result.ok and await phone.wait(10), result

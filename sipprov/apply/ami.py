@@ -398,6 +398,16 @@ class AmiClient:
             return []
         raise AmiError(f"AMI PJSIPShowContacts: {answer.message}")
 
+    async def pjsip_endpoint_contacts(self, name: str) -> list[dict[str, str]]:
+        """The contacts of one endpoint (PJSIPShowEndpoint's ContactStatusDetail events:
+        ID, AOR, URI, UserAgent, RegExpire, Status, ...); [] when it has none or does
+        not exist."""
+        answer = await self.send({"Action": "PJSIPShowEndpoint", "Endpoint": name})
+        if not isinstance(answer, list):
+            return []
+        return [{k: str(v) for k, v in m.items()} for m in answer[1:]
+                if m.get("Event") == "ContactStatusDetail" and m.get("URI")]
+
     async def remove_contact(self, object_name: str) -> None:
         """Forget one registration (`<aor>;@<hash>`, PJSIPShowContacts' ObjectName) at
         once: its astdb row goes, so calls to that phone fail from now on and it must

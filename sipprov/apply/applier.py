@@ -34,6 +34,7 @@ from sipprov.apply import snapshot as snapshot_mod
 from sipprov.apply.amilink import AmiFactory, AmiLink
 from sipprov.apply.backends import ApplyBackend, ApplyRequest
 from sipprov.apply.backends.files import FilesBackend
+from sipprov.apply.backends.realtime import RealtimeBackend
 from sipprov.apply.coalesce import Coalescer
 from sipprov.apply.connection import DB_ERRORS, ApplyConnection
 from sipprov.apply.errors import ApplyError, NotVerified, Rejected, Unavailable
@@ -78,7 +79,9 @@ class Applier:
         self.cfg = cfg
         self.directory = Path(cfg.generated_dir)
         self.worker = Worker()
-        self.backend: ApplyBackend = backend or FilesBackend(cfg, self.worker)
+        self.backend: ApplyBackend = backend or (
+            RealtimeBackend(cfg, self.worker) if cfg.asterisk.backend == "realtime"
+            else FilesBackend(cfg, self.worker))
         self.ami = AmiLink(cfg.asterisk, ami_factory)
         self.db = ApplyConnection(pool)
         self.coalescer = Coalescer()
@@ -301,6 +304,7 @@ class Applier:
                 locked = await self.db.lock(conn)
                 if not self._state_loaded:
                     await self._load_state(conn)
+                await self.backend.prepare(conn)
                 t_snap = time.monotonic()
                 snap = await snapshot_mod.load(conn)
                 phases = {"snapshot": _ms(t_snap)}
@@ -318,6 +322,10 @@ class Applier:
                     await self.db.release()
                     raise Unavailable(f"applied version {snap.version} but could not "
                                       f"record it: {exc}") from exc
+            try:
+                await self.backend.settled(conn)
+            except DB_ERRORS as exc:  # tried again after the next apply
+                log.warning("after version %d: %s", snap.version, exc)
             await self._set_applied(snap.version)
             return result
         finally:

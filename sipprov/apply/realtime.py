@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from sipprov.apply import realtimeconf
-from sipprov.apply.ami import AmiClient
-from sipprov.apply.snapshot import AgentConf
+from sipprov.apply.ami import AmiClient, AmiError
+from sipprov.apply.errors import NotVerified, Unavailable
+from sipprov.apply.snapshot import AgentConf, Snapshot
 from sipprov.config import Config
 from sipprov.db.sql import realtime as realtime_sql
 
@@ -102,8 +103,10 @@ async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None)
             await ami.sorcery_expire(cache, str(ext))
 
 
-async def end_registrations(ami: AmiClient, extensions: set[int]) -> int:
+async def end_registrations(ami: AmiClient, extensions: set[int],
+                            devstate: bool = False) -> int:
     """Remove the contacts of these AORs: their phones stop receiving calls now.
+    devstate: also mark their Custom device state unavailable (realtime queue members).
     Returns how many contacts were removed."""
     if not extensions:
         return 0
@@ -113,7 +116,26 @@ async def end_registrations(ami: AmiClient, extensions: set[int]) -> int:
         if contact.get("Aor") in names:
             await ami.remove_contact(contact["ObjectName"])
             removed += 1
+    if devstate:
+        for ext in sorted(extensions):
+            await ami.set_device_state(f"Custom:sipprov{ext}", "UNAVAILABLE")
     if removed:
         log.info("ended %d registration(s) of %d agent(s) whose credentials went away",
                  removed, len(extensions))
     return removed
+
+
+async def end_gone_registrations(ami: AmiClient, before: dict[int, AgentConf] | None,
+                                 snap: Snapshot, devstate: bool = False) -> set[int]:
+    """After `snap` is live: end the registrations of agents whose credentials went away
+    since `before` (what Asterisk was last verified to hold; None: unknown, nothing)."""
+    if before is None:
+        return set()
+    changes = diff(before, {a.extension: a for a in snap.agents})
+    try:
+        await end_registrations(ami, set(changes.credentials_gone), devstate)
+    except AmiError as exc:
+        if not ami.connected:
+            raise Unavailable(str(exc)) from exc
+        raise NotVerified(f"ending registrations: {exc}") from exc
+    return set(changes.credentials_gone)

@@ -154,3 +154,25 @@ def sorcery_conf(cfg: Config, with_files: bool = True) -> str:
 
 def modules_conf_lines() -> str:
     return "".join(f"load => {m}\n" for m in MODULES)
+
+
+def operator_config(cfg: Config, link: DbLink, show_password: bool = False,
+                    with_files: bool = False) -> str:
+    """Everything `sipprov asterisk realtime-config` prints, file by file."""
+    where = (f"the socket folder {link.host}" if link.is_socket
+             else f"{link.host}:{link.port}")
+    return (
+        f"; Asterisk reads sipprov's agents from PostgreSQL ({where}, database "
+        f"{link.dbname})\n"
+        f"; as the read-only role {link.user} (docs/apply.md, \"Backends\").\n\n"
+        "; --- extconfig.conf\n" + extconfig_conf() + "\n"
+        "; --- res_pgsql.conf (mode 0600: it holds the role's password)\n"
+        + res_pgsql_conf(link, show_password) + "\n"
+        "; --- sorcery.conf\n" + sorcery_conf(cfg, with_files=with_files) + "\n"
+        "; --- modules.conf ([modules]; with autoload = yes they load anyway)\n"
+        + modules_conf_lines() + "load => func_devstate.so\n\n"
+        "; --- manager.conf: sipprov's AMI user also reads security events\n"
+        "; (registrations of agents created after Asterisk started)\n"
+        f"; [{cfg.asterisk.ami_user}]\n"
+        "; read = system,call,command,reporting,config,agent,user,originate,security\n"
+    )

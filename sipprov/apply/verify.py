@@ -24,7 +24,10 @@ VERIFY_QUEUES_ONE_BY_ONE_MAX = 20
 class Verifier:
     """Remembers what Asterisk was last verified to hold, and checks a new snapshot."""
 
-    def __init__(self) -> None:
+    def __init__(self, realtime: bool = False) -> None:
+        # Realtime backend: queue members are realtime rows (shown as "static" or
+        # "realtime"), refreshed by app_queue only when asked for one queue by name.
+        self.realtime = realtime
         # None: unknown (first apply, after a rollback): verify everything.
         self.agents: dict[int, AgentConf] | None = None
         self.queues: dict[str, QueueConf] | None = None
@@ -94,7 +97,7 @@ class Verifier:
         if not check and not removed:
             return
         names = sorted(check | removed)
-        if len(names) <= VERIFY_QUEUES_ONE_BY_ONE_MAX:
+        if len(names) <= VERIFY_QUEUES_ONE_BY_ONE_MAX or self.realtime:
             status: dict[str, list[Any]] = {}
             for name in names:
                 status.update(await ami.queue_status(name))
@@ -106,8 +109,8 @@ class Verifier:
                 problems.append(f"queue {name} missing")
                 continue
             want = {f"PJSIP/{m.extension}": m.penalty for m in current[name].members}
-            have = {m.interface: m.penalty for m in status[name]
-                    if m.membership in ("static", "")}
+            kinds = ("static", "", "realtime") if self.realtime else ("static", "")
+            have = {m.interface: m.penalty for m in status[name] if m.membership in kinds}
             if have != want:
                 wrong = sorted(set(want.items()) ^ set(have.items()))
                 problems.append(f"queue {name}: {len(wrong)} member(s) differ "

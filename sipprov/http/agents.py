@@ -23,13 +23,14 @@ from sipprov.agents.models import (
 )
 from sipprov.agents.validation import DEPARTMENT_NAME_MAX, QUEUE_NAME_MAX, ROLE_NAME_MAX
 from sipprov.db.transaction import run
+from sipprov.apply.phones import PhoneTracker
 from sipprov.http import avatars as avatar_links
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor
 from sipprov.http.openapi_schemas import (
     AGENT_CREATED_SCHEMA,
+    AGENT_DETAIL_SCHEMA,
     AGENT_PAGE_SCHEMA,
-    AGENT_SCHEMA,
     SIP_SCHEMA,
     WEB_PASSWORD_SCHEMA,
 )
@@ -72,7 +73,17 @@ async def get_agent(request: web.Request) -> web.Response:
     agent_id = path_int(request, "id", "agent")
     services = request.app[SERVICES]
     agent = await agents.get_agent(services.pool, agent_id)
-    return json_response(present(request, agent).to_dict())
+    body = present(request, agent).to_dict()
+    body["registration"] = registration(services.phones, agent.extension)
+    return json_response(body)
+
+
+def registration(phones: PhoneTracker | None, extension: int | None) -> dict[str, Any] | None:
+    """The agent's phone as Asterisk last told us (None: not watched / no extension)."""
+    if phones is None or not phones.connected or extension is None:
+        return None
+    regs = phones.registrations(extension)
+    return {"registered": bool(regs), "contacts": [r.as_dict() for r in regs]}
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -170,7 +181,7 @@ ROUTES = [
     Route("GET", "/api/v1/agents", list_agents, "List and search users", "agents",
           query=LIST_PARAMS, replies={200: Reply("one page of users", AGENT_PAGE_SCHEMA)}),
     Route("GET", "/api/v1/agents/{id}", get_agent, "One user", "agents",
-          replies={200: Reply("the user", AGENT_SCHEMA)}),
+          replies={200: Reply("the user, with its phone's registration", AGENT_DETAIL_SCHEMA)}),
     Route("PATCH", "/api/v1/agents/{id}", update_agent,
           "Change a user (only the fields sent)", "agents",
           body=AgentUpdate, waits=True, errors=(409,), query=(FORCE_PARAM,),

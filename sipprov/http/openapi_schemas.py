@@ -36,6 +36,33 @@ AGENT_CREATED_SCHEMA: Schema = {
         },
     ]
 }
+REGISTRATION_SCHEMA: Schema = {
+    "type": "object",
+    "description": "whether the agent's phone is registered, from Asterisk's events "
+                   "(null: sipprov does not watch Asterisk right now, or no SIP account)",
+    "required": ["registered", "contacts"],
+    "properties": {
+        "registered": {"type": "boolean"},
+        "contacts": {"type": "array", "items": {
+            "type": "object",
+            "required": ["contact", "user_agent", "since"],
+            "properties": {
+                "contact": {"type": "string", "description": "the phone's contact URI"},
+                "user_agent": {"type": "string"},
+                "since": {"type": "string", "format": "date-time",
+                          "description": "first seen registered by sipprov"},
+                "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        }},
+    },
+}
+AGENT_DETAIL_SCHEMA: Schema = {
+    "allOf": [
+        AGENT_SCHEMA,
+        {"type": "object",
+         "properties": {"registration": {"oneOf": [REGISTRATION_SCHEMA, {"type": "null"}]}}},
+    ]
+}
 SIP_SCHEMA: Schema = {"type": "object", "required": ["sip"],
                       "properties": {"sip": SIP_CREDENTIALS,
                                      "credentials_email": CREDENTIALS_EMAIL_SCHEMA}}

@@ -47,6 +47,14 @@ STATUS_SCHEMA = {
         },
         "warnings": {"type": "array", "items": {"type": "string"},
                      "description": "settings stored but unable to work here"},
+        "phones": {
+            "type": "object",
+            "required": ["watched", "registered_agents"],
+            "properties": {
+                "watched": {"type": "boolean"},
+                "registered_agents": {"type": ["integer", "null"], "minimum": 0},
+            },
+        },
         "config": {
             "type": "object",
             "required": ["version", "applied_version", "pending", "reloads", "last_error"],
@@ -97,6 +105,7 @@ async def status(request: web.Request) -> web.Response:
     if allowed and not route:
         warnings.append(f"{allowed} agents have outbound_allowed but no outbound route is"
                         " configured (asterisk.outbound_dial): their outside calls fail")
+    phones = services.phones
     body = {
         "database": "ok",
         "outbound": {"route_configured": route, "agents_allowed": allowed},
@@ -104,6 +113,11 @@ async def status(request: web.Request) -> web.Response:
         "asterisk": {
             "connected": bool(live.get("ami_connected", False)),
             "version": live.get("asterisk_version"),
+        },
+        "phones": {
+            "watched": bool(phones is not None and phones.connected),
+            "registered_agents": (phones.registered_count()
+                                  if phones is not None and phones.connected else None),
         },
         "config": {
             "version": state.version,

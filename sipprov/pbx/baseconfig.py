@@ -210,7 +210,7 @@ def write_base_config(cfg: Config) -> None:
         f"secret = {secret}\n"
         "deny = 0.0.0.0/0.0.0.0\n"
         "permit = 127.0.0.1/255.255.255.255\n"
-        "read = system,call,command,reporting,config,agent,user,originate\n"
+        "read = system,call,command,reporting,config,agent,user,originate,security\n"
         "write = system,call,command,reporting,config,agent,user,originate\n"
         "; big event lists (10,000 endpoints) to a busy client must not be cut off\n"
         "writetimeout = 10000\n"

@@ -9,6 +9,7 @@ realtime views), so it serves either backend and a switch needs no restart.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,9 +23,13 @@ SOCKET_MOUNT = "pgsocket"
 PRIVATE = 0o600
 
 
-def _dsn(cfg: Config) -> str:
+def _dsn(cfg: Config) -> str | None:
+    """The database Asterisk reads: database.dsn, else (realtime backend) the embedded
+    server `sipprov serve` uses; None: files backend without a DSN (no realtime)."""
     if cfg.database.dsn:
         return cfg.database.dsn
+    if cfg.asterisk.backend != "realtime":
+        return None
     from sipprov.db import database  # the embedded server, only when no DSN is set
 
     return database.resolve_dsn(cfg.database)
@@ -34,12 +39,15 @@ def _mount_socket(cfg: Config, folder: str) -> str:
     """Bind the socket folder into the instance; the path Asterisk sees."""
     target = cfg.pbx.instance_dir / SOCKET_MOUNT
     target.mkdir(parents=True, exist_ok=True)
-    if not _is_mountpoint(target):
-        res = subprocess.run(["mount", "--bind", folder, str(target)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise PbxError(f"cannot bind the PostgreSQL socket folder into the PBX root: "
-                           f"{res.stderr.strip()}")
+    if _is_mountpoint(target):
+        if os.path.samefile(target, folder):
+            return f"{cfg.pbx.instance_dir_in_root}/{SOCKET_MOUNT}"
+        release_socket(cfg)  # another PostgreSQL (tests): bind the new folder
+    res = subprocess.run(["mount", "--bind", folder, str(target)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise PbxError(f"cannot bind the PostgreSQL socket folder into the PBX root: "
+                       f"{res.stderr.strip()}")
     return f"{cfg.pbx.instance_dir_in_root}/{SOCKET_MOUNT}"
 
 
@@ -64,13 +72,18 @@ def write_realtime_config(cfg: Config, dsn: str | None = None) -> None:
     res_config_pgsql.so.
     """
     dsn = dsn or _dsn(cfg)
+    etc = _etc(cfg.pbx)
+    if dsn is None:
+        # pjsip.conf only (the default mapping); switching to realtime needs a restart
+        write_atomic(etc / "sorcery.conf", "")
+        write_atomic(etc / "extconfig.conf", "")
+        return
     password = realtimeconf.db_password(cfg)
     host, _port, _db = realtimeconf.dsn_parts(dsn)
     mounted = None
     if not cfg.asterisk.realtime_db_host and host.startswith("/"):
         mounted = _mount_socket(cfg, host)
     link = realtimeconf.db_link(cfg, dsn, password, host=mounted)
-    etc = _etc(cfg.pbx)
     write_atomic(etc / "extconfig.conf", realtimeconf.extconfig_conf())
     write_atomic(etc / "res_pgsql.conf", realtimeconf.res_pgsql_conf(link), PRIVATE)
     write_atomic(etc / "sorcery.conf", realtimeconf.sorcery_conf(cfg, with_files=True))

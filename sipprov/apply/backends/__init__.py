@@ -6,9 +6,11 @@ same whatever the backend; a backend owns everything between "here is a snapshot
 
 - FilesBackend (`backends/files.py`): every agent in the generated pjsip.conf, reloads
   of res_pjsip / pbx_config / app_queue.
-- A realtime backend fits the same Protocol: Asterisk reads agents from PostgreSQL
+- RealtimeBackend (`backends/realtime.py`): Asterisk reads agents from PostgreSQL
   views (no pjsip reload), queues.conf / extensions.conf still written, changed
-  agents' cached objects expired and contacts removed over AMI.
+  agents' cached objects expired over AMI.
+
+Both end the registrations of agents whose credentials went away (apply/realtime.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import asyncpg
 
 from sipprov.apply.ami import AmiClient
 from sipprov.apply.render import Quarantined
@@ -62,6 +66,14 @@ class BackendResult:
 
 class ApplyBackend(Protocol):
     """Makes Asterisk hold a snapshot. Raises Unavailable, NotVerified or Rejected."""
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        """Before the snapshot of an apply: database state the backend needs (the
+        realtime views' settings)."""
+
+    async def settled(self, conn: asyncpg.Connection) -> None:
+        """After an apply was recorded: database state that must follow it (the files
+        backend turns the realtime views off once its files are live)."""
 
     def stale(self) -> None:
         """A previous run may have changed things without telling Asterisk: bring

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+
 from sipprov.apply import files as files_mod
+from sipprov.apply import realtime as realtime_mod
 from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient, AmiError, AmiTimeout, ReloadFailed
 from sipprov.apply.backends import ApplyRequest, BackendResult
@@ -45,6 +49,20 @@ class FilesBackend:
         self.timer = ReloadTimer(cfg.asterisk.ami_timeout_s)
         # Files written whose module has not been reloaded successfully since.
         self.unreloaded: set[str] = set()
+        # The realtime views were turned off (an Asterisk mapping both wizards).
+        self.views_off = False
+        # Told which extensions' registrations were ended (the service's PhoneTracker).
+        self.on_registrations_ended: Callable[[set[int]], None] | None = None
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        return None
+
+    async def settled(self, conn: asyncpg.Connection) -> None:
+        """Once the files are live: the realtime views go empty, so an Asterisk that
+        maps both wizards (switching back from realtime) never sees an agent twice."""
+        if not self.views_off:
+            await realtime_mod.disable_views(conn, self.cfg)
+            self.views_off = True
 
     def stale(self) -> None:
         # A previous run may have written the files and died before the reload.
@@ -92,7 +110,18 @@ class FilesBackend:
             req.count_reload(module)
             self.unreloaded.discard(name)
             reloaded.append(module)
+        await self.agents_changed(ami, held, req)
         return BackendResult(changed, reloaded, ami=ami, held=held)
+
+    async def agents_changed(self, ami: AmiClient, snap: Snapshot, req: ApplyRequest) -> None:
+        """`snap`'s agents are live: end the registrations of agents whose credentials
+        went away (a rotated password, a deleted or deactivated agent)."""
+        t = time.monotonic()
+        ended = await realtime_mod.end_gone_registrations(
+            ami, self.verifier.agents, snap, devstate=self.cfg.asterisk.backend == "realtime")
+        if ended and self.on_registrations_ended is not None:
+            self.on_registrations_ended(ended)
+        req.phases["registrations"] = _ms(t)
 
     async def _reload(self, ami: AmiClient, req: ApplyRequest, module: str) -> None:
         """Reload one module. Only an explicit refusal rolls back (Rejected); a

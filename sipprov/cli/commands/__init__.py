@@ -1,5 +1,15 @@
 """Sub-commands of `sipprov`; each module has `register(subparsers)`."""
 
-from sipprov.cli.commands import agents, auditlog, db, directory, pbx, render, serve, tokens
+from sipprov.cli.commands import (
+    agents,
+    asterisk,
+    auditlog,
+    db,
+    directory,
+    pbx,
+    render,
+    serve,
+    tokens,
+)
 
-COMMAND_MODULES = [serve, agents, directory, tokens, auditlog, render, db, pbx]
+COMMAND_MODULES = [serve, agents, directory, tokens, auditlog, render, db, pbx, asterisk]

@@ -39,6 +39,7 @@ from sipprov.agents.models import (
     AgentUpdate,
     parse,
 )
+from sipprov.apply import phones
 from sipprov.apply import wait as applywait
 from sipprov.bulk import csvformat as agentcsv
 from sipprov.bulk import importer as bulk
@@ -379,8 +380,25 @@ async def list_(cfg: Config, args: argparse.Namespace) -> int:
 async def show(cfg: Config, args: argparse.Namespace) -> int:
     async with open_pool(cfg) as pool:
         agent = agents.flagged(cfg, await _resolve(pool, args.agent))
-    _emit(args, agent.to_dict(), _show_lines(agent))
+    data, lines = agent.to_dict(), _show_lines(agent)
+    if agent.extension is not None:
+        regs = await phones.registrations_now(cfg, agent.extension)
+        data["registration"] = None if regs is None else {
+            "registered": bool(regs), "contacts": [r.as_dict() for r in regs]}
+        lines.append(_registration_line(regs))
+    _emit(args, data, lines)
     return EXIT_OK
+
+
+def _registration_line(regs: list[phones.Registration] | None) -> str:
+    if regs is None:
+        return "registration  unknown (Asterisk's AMI is not reachable)"
+    if not regs:
+        return "registration  not registered"
+    return "registration  " + "; ".join(
+        f"{r.uri} ({r.user_agent or 'no user agent'}"
+        + (f", until {r.expires_at:%Y-%m-%d %H:%M:%S} UTC)" if r.expires_at else ")")
+        for r in regs)
 
 
 async def set_(cfg: Config, args: argparse.Namespace) -> int:

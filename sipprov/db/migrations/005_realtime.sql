@@ -105,14 +105,17 @@ SELECT a.ext AS id,
   FROM asterisk.agents a;
 
 -- Realtime members of the queues defined in queues.conf: a membership change is seen
--- by app_queue without a reload. Penalty as in the render (membership's own, else
+-- by app_queue without a reload. Their device state is a Custom: one that sipprov
+-- keeps from registration and call events (an endpoint created after Asterisk
+-- started would otherwise stay Unavailable to app_queue). Penalty as in the render (membership's own, else
 -- priority - 1). uniqueid identifies the member to app_queue.
 CREATE VIEW asterisk.queue_members AS
 SELECT q.id::text || '-' || a.id::text AS uniqueid,
        q.name AS queue_name,
        'PJSIP/' || a.ext AS interface,
        a.caller_id_name AS membername,
-       'PJSIP/' || a.ext AS state_interface,
+       -- kept by sipprov (sipprov/apply/phones.py says why PJSIP/<ext> is not enough)
+       'Custom:sipprov' || a.ext AS state_interface,
        COALESCE(qm.penalty, a.priority - 1) AS penalty,
        0 AS paused,
        ''::text AS reason_paused,

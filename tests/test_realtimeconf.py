@@ -1,0 +1,64 @@
+"""The realtime backend's Asterisk configuration text (pure) and the
+`sipprov asterisk realtime-config` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sipprov import config as config_mod
+from sipprov.apply import realtimeconf
+from sipprov.cli.main import main
+
+
+def _conf(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "sipprov.toml"
+    path.write_text('[database]\ndsn = "postgresql://sipprov:x@db.example.com:5433/prov"\n'
+                    f'[asterisk]\nrealtime_db_password = "pw-Secret-42"\n{extra}')
+    return path
+
+
+def test_command_prints_what_asterisk_needs(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", str(_conf(tmp_path)), "asterisk", "realtime-config"]) == 0
+    out = capsys.readouterr().out
+    for line in ("ps_endpoints => pgsql,general", "queue_members => pgsql,general",
+                 "dbhost = db.example.com", "dbport = 5433", "dbname = prov",
+                 "dbuser = sipprov_asterisk", "endpoint = realtime,ps_endpoints",
+                 "auth = realtime,ps_auths", "aor = realtime,ps_aors",
+                 "load => res_config_pgsql.so", "load => res_sorcery_realtime.so",
+                 "load => func_devstate.so"):
+        assert line in out, line
+    assert "pw-Secret-42" not in out and "dbpass = <password>" in out
+    assert "config,pjsip.conf" not in out
+    assert main(["-c", str(_conf(tmp_path)), "asterisk", "realtime-config",
+                 "--show-password", "--files-too"]) == 0
+    out = capsys.readouterr().out
+    assert "dbpass = pw-Secret-42" in out
+    assert "endpoint = config,pjsip.conf,criteria=type=endpoint" in out
+
+
+def test_cache_lines_and_socket_dsn() -> None:
+    cfg = config_mod.Config()
+    cfg.asterisk.realtime_cache = True
+    cfg.asterisk.realtime_cache_lifetime_s = 30
+    text = realtimeconf.sorcery_conf(cfg, with_files=False)
+    assert ("auth/cache = memory_cache,object_lifetime_maximum=30,expire_on_reload=yes,"
+            "name=sipprov_auth") in text
+    # the cache line comes before the realtime line of the same type
+    assert text.index("auth/cache") < text.index("auth = realtime")
+    link = realtimeconf.db_link(cfg, "postgresql://postgres:@/sipprov?host=/tmp/pg", "pw")
+    assert link.is_socket and "dbsock = /tmp/pg" in realtimeconf.res_pgsql_conf(link)
+
+
+@pytest.mark.parametrize("value", ["pw\nload => evil.so", "pw;x", "pw x", "[general]"])
+def test_hostile_connection_values_are_refused(tmp_path: Path, value: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sipprov.toml"
+    path.write_text(f"[asterisk]\nrealtime_db_password = {json.dumps(value)}\n")
+    assert main(["-c", str(path), "asterisk", "realtime-config"]) != 0
+    assert "realtime_db_password" in capsys.readouterr().err
+    with pytest.raises(realtimeconf.RealtimeConfigError):
+        realtimeconf.db_link(config_mod.Config(), "postgresql://u@h/db", value)
