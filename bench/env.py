@@ -181,6 +181,17 @@ def restart_pbx(cfg: Config) -> pbx_mod.PbxStatus:
     return start_pbx(cfg)
 
 
+def stop_pbx_keep(cfg: Config) -> None:
+    """Stop the instance, keep its folder (it is started again on another database)."""
+    pbx_mod.stop(cfg)
+
+
+def asterisk_pid(cfg: Config) -> int | None:
+    with contextlib.suppress(Exception):
+        return pbx_mod.status(cfg).pid
+    return None
+
+
 def stop_pbx(cfg: Config) -> None:
     try:
         pbx_mod.stop(cfg)

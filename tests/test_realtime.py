@@ -32,6 +32,7 @@ from sipprov.db import database
 from sipprov.directory import queues
 from sipprov.http.agents import registration
 from sipprov.pbx import sipp
+from sipprov.pbx.sipclient import SipClient
 from tests.faults.service import SIPPROV
 from tests.pbx_fixtures import REALTIME_DB_PASSWORD, clean_asterisk, point_realtime_at
 
@@ -375,3 +376,22 @@ async def test_switching_backends_loses_no_agent_and_no_registration(
         result = await sipp.call(HOST, env.sip_port, b.sip.username, b.sip.password,
                                  a.sip.username, hold_s=0.2, timeout=15)
         assert result.ok and await phone.wait(10), result
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+async def test_digest_md5_and_sha256_both_register(make_env: EnvFactory, algorithm: str) -> None:
+    """ps_auths has both digests and both algorithms on offer (the in-process client
+    answers the challenge of either; SIPp only does MD5)."""
+    env = await make_env("realtime")
+    a = await _create(env, 1)
+    await _applied(env, a.config_version)
+    assert a.sip
+    client = await SipClient.open(HOST, env.sip_port)
+    try:
+        ok = await client.register(a.sip.username, a.sip.password, algorithm=algorithm)
+        assert ok.ok and ok.algorithm == algorithm, ok
+        bad = await client.register(a.sip.username, a.sip.password + "x", algorithm=algorithm)
+        assert bad.status in (401, 403), bad
+        assert (await client.register(a.sip.username, a.sip.password, expires=0)).ok
+    finally:
+        client.close()
