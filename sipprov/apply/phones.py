@@ -106,6 +106,7 @@ class PhoneTracker:
         self._dirty: set[str] = set()
         self._refresh: dict[str, float] = {}  # aor -> when to ask for its contacts
         self._wake = asyncio.Event()
+        self._stopping = False
         self.connected = False
 
     # ------------------------------------------------------------------ queries
@@ -127,14 +128,17 @@ class PhoneTracker:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="sipprov-phones")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # the loop also ends on _stopping, should a cancellation be swallowed
+            await asyncio.wait({task}, timeout=10)
         await self._close()
 
     async def _close(self) -> None:
@@ -146,7 +150,7 @@ class PhoneTracker:
 
     async def _run(self) -> None:
         delay = 0.5
-        while True:
+        while not self._stopping:
             try:
                 await self._connect_and_sync()
                 delay = 0.5
@@ -154,7 +158,10 @@ class PhoneTracker:
             except (AmiError, OSError) as exc:
                 log.info("phone tracker: AMI away (%s); retrying in %.1f s", exc, delay)
             await self._close()
-            await asyncio.sleep(delay)
+            if not self._stopping:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.clear()
             delay = min(delay * 2, 15.0)
 
     async def _connect_and_sync(self) -> None:
@@ -214,7 +221,7 @@ class PhoneTracker:
         ami = self._ami
         assert ami is not None
         next_sync = time.monotonic() + RESYNC_S
-        while ami.connected:
+        while ami.connected and not self._stopping:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
