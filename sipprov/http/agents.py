@@ -22,8 +22,8 @@ from sipprov.agents.models import (
     parse,
 )
 from sipprov.agents.validation import DEPARTMENT_NAME_MAX, QUEUE_NAME_MAX, ROLE_NAME_MAX
-from sipprov.db.transaction import run
 from sipprov.apply.phones import PhoneTracker
+from sipprov.db.transaction import run
 from sipprov.http import avatars as avatar_links
 from sipprov.http.errors import read_json_object
 from sipprov.http.keys import SERVICES, actor

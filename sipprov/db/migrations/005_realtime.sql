@@ -54,7 +54,9 @@ SELECT u.id, u.extension::text AS ext, u.caller_id_name, u.sip_ha1_md5, u.sip_ha
    AND (u.sip_ha1_sha256 IS NULL OR u.sip_ha1_sha256 ~ '^[0-9a-f]{64}$')
    AND (u.sip_realm IS NULL OR u.sip_realm ~ '^[^[:cntrl:]";#\[\]\\$<>,]{1,255}$')
    AND u.caller_id_name ~ '^[^[:cntrl:]";#\[\]\\$<>]*$' AND length(u.caller_id_name) <= 1024
-   AND (u.outbound_number IS NULL OR u.outbound_number ~ '^\+?[0-9]{1,32}$');
+   AND (u.outbound_number IS NULL OR u.outbound_number ~ '^\+?[0-9]{1,32}$')
+   -- what the applier holds out of Asterisk (migration 003) stays out here too
+   AND NOT EXISTS (SELECT 1 FROM apply_quarantine aq WHERE aq.kind = 'agent' AND aq.id = u.id);
 
 -- Columns as in Asterisk's contrib/ast-db-manage (config): only those we set.
 CREATE VIEW asterisk.ps_endpoints AS
@@ -125,7 +127,8 @@ SELECT q.id::text || '-' || a.id::text AS uniqueid,
   JOIN queues q ON q.id = qm.queue_id AND q.kind = 'voice'
   JOIN asterisk.agents a ON a.id = qm.user_id
  WHERE q.name ~ '^[^[:cntrl:]";#\[\]\\$<>,()|{}]{1,79}$'
-   AND a.caller_id_name !~ '[,|]';
+   AND a.caller_id_name !~ '[,|]'
+   AND NOT EXISTS (SELECT 1 FROM apply_quarantine aq WHERE aq.kind = 'queue' AND aq.id = q.id);
 
 -- Queue definitions stay in queues.conf (rare changes). app_queue only refreshes the
 -- realtime members of a queues.conf queue when the `queues` family is configured
