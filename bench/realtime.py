@@ -27,8 +27,12 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate
+from sipprov.apply import realtime as realtime_mod
+from sipprov.db import database
+from sipprov.db.transaction import run as in_tx
 from sipprov.pbx.sipclient import SipClient
 
 from . import env, machine
@@ -75,21 +79,39 @@ async def _populate(pool: asyncpg.Pool, cfg: Any, n: int) -> None:
         await conn.execute("UPDATE config_state SET version = version + 1")
 
 
-def _pg_pids() -> list[int]:
-    pids = []
+async def _bootstrap(cfg: Any) -> asyncpg.Pool:
+    """Migrated database, extension pool in sync, the views' settings and the role's
+    login (what the service does at start), before Asterisk starts on it."""
+    _, pool = await database.connect_and_upgrade(cfg.database)
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, cfg.extensions)
+        await realtime_mod.prepare(conn, cfg)
+        if cfg.asterisk.backend != "realtime":
+            await realtime_mod.disable_views(conn, cfg)
+    return pool
+
+
+def _pg_pids(data_dir: Path) -> list[int]:
+    """The bench's PostgreSQL: its postmaster (postmaster.pid) and its children."""
+    try:
+        master = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pids = [master]
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                with open(f"/proc/{entry.name}/comm") as fh:
-                    if fh.read().strip() == "postgres":
-                        pids.append(int(entry.name))
-            except OSError:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
+            if ppid == master:
+                pids.append(int(entry.name))
     return pids
 
 
-def _resources(asterisk_pid: int | None) -> dict[str, Any]:
-    pg = _pg_pids()
+def _resources(asterisk_pid: int | None, pg_data: Path) -> dict[str, Any]:
+    pg = _pg_pids(pg_data)
     rss = [machine.memory(p)["rss_bytes"] or 0 for p in pg]
     cpu = [machine.cpu_seconds(p) or 0.0 for p in pg]
     ast = machine.memory(asterisk_pid) if asterisk_pid else {}
@@ -149,13 +171,17 @@ async def _under_changes(svc: env.Service, client: SipClient, cfg: Any, n: int,
 
     task = asyncio.create_task(phones())
     t0 = time.monotonic()
-    for i in range(creates):
-        created = await agents.create_agent(svc.pool, svc.cfg, AgentCreate(
-            first_name="Stream", last_name=f"Agent{tag}{chr(97 + i % 26)}{chr(97 + i // 26)}",
-            email=f"stream{tag}{i}@example.com", role="extension"), "bench")
-        await svc.applier.wait_applied(created.config_version or 0, 120)
-    stop.set()
-    await task
+    letters = "".join(chr(97 + int(d)) for d in tag if d.isdigit())
+    try:
+        for i in range(creates):
+            created = await in_tx(svc.pool, agents.create_agent, svc.cfg, AgentCreate(
+                first_name="Stream",
+                last_name=f"Agent{letters}{chr(97 + i % 26)}{chr(97 + i // 26)}",
+                email=f"stream{tag}{i}@example.com", role="extension"), "bench")
+            await svc.applier.wait_applied(created.config_version or 0, 120)
+    finally:
+        stop.set()
+        await task
     return {"creates": creates, "registers": len(lat), "p50_ms": round((percentile(lat, 50) or 0) * 1000, 2),
             "p99_ms": round((percentile(lat, 99) or 0) * 1000, 2),
             "max_ms": round(max(lat) * 1000, 2) if lat else None,
@@ -172,9 +198,7 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int,
     cfg.database = dataclasses.replace(cfg.database, dsn=dsn)
     # Asterisk restarted on this database (its start-up time with N agents is measured)
     await asyncio.to_thread(env.stop_pbx_keep, cfg)
-    bootstrap = await env.start_service(cfg, dsn)  # migrates, sets the role's login
-    await bootstrap.close()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    pool = await _bootstrap(cfg)
     await _populate(pool, cfg, n)
     t = time.monotonic()
     await asyncio.to_thread(env.start_pbx, cfg)
@@ -202,8 +226,9 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int,
             c2r = []
             for i in range(samples):
                 t = time.monotonic()
-                created = await agents.create_agent(svc.pool, svc.cfg, AgentCreate(
-                    first_name="Rt", last_name=f"New{chr(97 + i % 26)}{chr(97 + i // 26)}",
+                created = await in_tx(svc.pool, agents.create_agent, svc.cfg, AgentCreate(
+                    first_name="Rt", last_name=f"New{chr(97 + i % 26)}{chr(97 + i // 26)}"
+                f"{''.join(chr(97 + int(d)) for d in str(n))}",
                     email=f"rtnew{n}_{i}@example.com", role="extension"), "bench")
                 assert created.sip is not None and created.agent.extension is not None
                 took = await _register_until(client, created.sip.username, created.sip.password, True)
@@ -215,13 +240,13 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int,
             rot, dele = [], []
             for agent_id, ext, old in made[: max(1, samples // 2)]:
                 t = time.monotonic()
-                new, _ = await agents.rotate_sip_password(svc.pool, svc.cfg, agent_id, None, "bench")
+                new, _ = await in_tx(svc.pool, agents.rotate_sip_password, svc.cfg, agent_id, None, "bench")
                 assert await _register_until(client, str(ext), old, False) is not None
                 assert await _register_until(client, str(ext), new.password, True) is not None
                 rot.append(time.monotonic() - t)
             for agent_id, ext, _ in made[max(1, samples // 2):]:
                 t = time.monotonic()
-                await agents.delete_agent(svc.pool, svc.cfg, agent_id, "bench", force=True)
+                await in_tx(svc.pool, agents.delete_agent, svc.cfg, agent_id, "bench")
                 assert await _register_until(client, str(ext), "x" * 16, False) is not None
                 dele.append(time.monotonic() - t)
             out["rotation_effective_ms"] = _ms(rot)
@@ -231,7 +256,7 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int,
         for rate in (500.0, 1000.0):
             env.stage(f"realtime N={n}{' cache' if cache else ''}: storm {rate:g}/s")
             out[f"storm_{int(rate)}"] = await _storm(cfg, min(n, 10000), rate)
-        out["resources"] = _resources(env.asterisk_pid(cfg))
+        out["resources"] = _resources(env.asterisk_pid(cfg), pg.data_dir)
     finally:
         client.close()
         await svc.close()
@@ -247,9 +272,7 @@ async def files_stall(cfg0: Any, pg: env.Postgres, n: int) -> dict[str, Any]:
     dsn = await pg.create_database(f"files_{n}")
     cfg.database = dataclasses.replace(cfg.database, dsn=dsn)
     await asyncio.to_thread(env.stop_pbx_keep, cfg)
-    bootstrap = await env.start_service(cfg, dsn)
-    await bootstrap.close()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    pool = await _bootstrap(cfg)
     await _populate(pool, cfg, n)
     await pool.close()
     await asyncio.to_thread(env.start_pbx, cfg)

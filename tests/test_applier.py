@@ -107,6 +107,11 @@ class FakeAmi:
         self._check("PJSIPShowEndpoints")
         return set(self.pbx.endpoints)
 
+    async def pjsip_contacts(self) -> list[dict[str, str]]:
+        # no phone registers against the fake: nothing to end on rotation or delete
+        self._check("PJSIPShowContacts")
+        return []
+
     async def queue_status(self, queue: str | None = None) -> dict[str, list[QueueMember]]:
         self._check("QueueStatus")
         out = {}

@@ -25,7 +25,7 @@ from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.transaction import run
 from sipprov.pbx import sipp
-from tests.pbx_fixtures import clean_asterisk
+from tests.pbx_fixtures import clean_asterisk, point_realtime_at
 
 from .cli_helpers import run_db, toml_config
 
@@ -136,6 +136,8 @@ async def test_installed_wheel_applies_to_asterisk(installed: Path, pbx: pbx_mod
         await _create_agent(pool, loaded)
     finally:
         await pool.close()
+    # the default backend (realtime): Asterisk reads this test's database
+    await point_realtime_at(cfg, db_dsn)
     try:
         got = _run([installed / "sipprov", "-c", conf, "apply", "--timeout", "60"], cwd=tmp_path)
         assert got.returncode == 0, got.stderr
@@ -147,3 +149,4 @@ async def test_installed_wheel_applies_to_asterisk(installed: Path, pbx: pbx_mod
         await sipp.unregister("127.0.0.1", cfg.pbx.sip_port, "1000", SIP_PASSWORD)
     finally:
         await clean_asterisk(cfg)
+        await point_realtime_at(cfg, cfg.database.dsn)

@@ -29,6 +29,7 @@ from sipprov.apply.backends.files import FilesBackend
 from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
 from sipprov.db import database
+from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.http.agents import registration
 from sipprov.pbx import sipp
@@ -113,7 +114,7 @@ def _letters(n: int) -> str:
 async def _create(env: Env, n: int, **kw) -> agents.AgentCreated:
     body = AgentCreate(first_name="Agent", last_name=f"Rt{_letters(n)}",
                        email=f"rt{n}@example.com", login=f"rt{n}", **kw)
-    return await agents.create_agent(env.pool, env.cfg, body, "test")
+    return await run(env.pool, agents.create_agent, env.cfg, body, "test")
 
 
 async def _applied(env: Env, version: int | None) -> None:
@@ -203,7 +204,7 @@ async def test_rotation_ends_the_old_registration(make_env: EnvFactory, backend:
     assert reg_a.ok and reg_b.ok
     assert await _contacts(ami, a.sip.username)
 
-    new_sip, version = await agents.rotate_sip_password(env.pool, env.cfg, a.agent.id, None,
+    new_sip, version = await run(env.pool, agents.rotate_sip_password, env.cfg, a.agent.id, None,
                                                         "test")
     await _applied(env, version)
     # the phone registered with the old password is gone at once, B's stays
@@ -227,14 +228,14 @@ async def test_delete_and_deactivation_end_registrations(make_env: EnvFactory, b
     assert a.sip and b.sip
     for s in (a.sip, b.sip):
         assert (await sipp.register(HOST, env.sip_port, s.username, s.password)).ok
-    version = await agents.delete_agent(env.pool, env.cfg, a.agent.id, "test")
+    version = await run(env.pool, agents.delete_agent, env.cfg, a.agent.id, "test")
     await _applied(env, version)
     assert await _contacts(ami, a.sip.username) == []
     assert not await ami.pjsip_endpoint_exists(a.sip.username)
     gone = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
     assert not gone.ok, gone
     # no longer an agent: no endpoint, no registration
-    updated = await agents.update_agent(env.pool, env.cfg, b.agent.id,
+    updated = await run(env.pool, agents.update_agent, env.cfg, b.agent.id,
                                         AgentUpdate(is_agent=False), "test", force=True)
     await _applied(env, updated.config_version)
     assert await _contacts(ami, b.sip.username) == []
@@ -260,7 +261,7 @@ async def test_queue_rings_a_member_created_after_asterisk_started(
     """The device-state trap: an endpoint Asterisk never saw before must be rung by
     app_queue (an extension no earlier test of this session used)."""
     env = await make_env(backend)
-    _, version = await queues.create_queue(env.pool, env.cfg,
+    _, version = await run(env.pool, queues.create_queue, env.cfg,
                                            QueueCreate(name="sales", number=next(_FRESH)),
                                            "test")
     caller = await _create(env, 1)

@@ -19,6 +19,7 @@ from sipprov.apply.applier import Applier
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.database import DatabaseUnavailable
+from sipprov.db.transaction import run
 from sipprov.pbx import sipp
 from tests.faults.pg import ControlledPostgres
 from tests.pbx_fixtures import clean_asterisk, point_realtime_at
@@ -47,7 +48,7 @@ async def test_asterisk_outage_loses_nothing(make_env: EnvFactory, backend: str,
     try:
         # accepted while Asterisk is away: new agents and a rotation, all pending
         made = [await _create(env, n) for n in range(2, 7)]
-        new_sip, version = await agents.rotate_sip_password(env.pool, env.cfg, a.agent.id,
+        new_sip, version = await run(env.pool, agents.rotate_sip_password, env.cfg, a.agent.id,
                                                             None, "test")
         assert not await env.applier.wait_applied(version, 1.0)
         assert env.applier.status()["pending"] > 0
