@@ -107,6 +107,7 @@ def _toml(cfg: Config, dsn: str, port: int, smtp_port: int) -> str:
         "[asterisk]\n"
         f"config_dir = {json.dumps(str(cfg.generated_dir))}\n"
         f"ami_port = {a.ami_port}\nsip_server = {json.dumps(a.sip_server)}\nami_timeout_s = 15.0\n"
+        f"backend = {json.dumps(a.backend)}\n"
         f"[pbx]\nroot = {json.dumps(str(p.root))}\ninstance = {json.dumps(p.instance)}\n"
         f"sip_port = {p.sip_port}\n"
         "[security]\nlogin_free_attempts = 3\nlogin_lockout_attempts = 3\nlogin_lockout_s = 600\n"
