@@ -62,3 +62,34 @@ def test_hostile_connection_values_are_refused(tmp_path: Path, value: str,
     assert "realtime_db_password" in capsys.readouterr().err
     with pytest.raises(realtimeconf.RealtimeConfigError):
         realtimeconf.db_link(config_mod.Config(), "postgresql://u@h/db", value)
+
+
+def test_phone_device_state() -> None:
+    from sipprov.apply.phones import device_state
+
+    assert device_state(False, []) == "UNAVAILABLE"
+    assert device_state(True, []) == "NOT_INUSE"
+    assert device_state(True, ["Ringing"]) == "RINGING"
+    assert device_state(True, ["Ringing", "Up"]) == "INUSE"
+    assert device_state(False, ["Up"]) == "INUSE"  # a call outlives its registration
+
+
+def test_which_agents_lose_their_registrations() -> None:
+    from sipprov.apply.realtime import diff
+    from sipprov.apply.snapshot import AgentConf
+
+    def agent(ext: int, md5: str, agent_id: int | None = None, name: str = "a.b") -> AgentConf:
+        return AgentConf(agent_id or ext, ext, name, md5, None, None, False, None, False,
+                         False, 1)
+
+    before = {100: agent(100, "1" * 32), 101: agent(101, "2" * 32), 102: agent(102, "3" * 32)}
+    now = {100: agent(100, "1" * 32, name="c.d"),   # renamed: changed, still registered
+           101: agent(101, "9" * 32),                # rotated
+           103: agent(103, "4" * 32)}                # new; 102 deleted
+    changes = diff(before, now)
+    assert changes.credentials_gone == {101, 102}
+    assert changes.changed == {100, 101, 102, 103}
+    # the number went to another agent: the old phone must go too
+    assert diff({100: agent(100, "1" * 32, 5)}, {100: agent(100, "1" * 32, 6)}
+                ).credentials_gone == {100}
+    assert diff(None, now).credentials_gone == frozenset()
