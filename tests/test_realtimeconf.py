@@ -93,3 +93,18 @@ def test_which_agents_lose_their_registrations() -> None:
     assert diff({100: agent(100, "1" * 32, 5)}, {100: agent(100, "1" * 32, 6)}
                 ).credentials_gone == {100}
     assert diff(None, now).credentials_gone == frozenset()
+
+
+async def test_asterisk_lookups_use_an_index(db_dsn: str) -> None:
+    """Asterisk's lookup by id must not scan every user (O(N) per REGISTER)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute("SET enable_seqscan = off")  # a tiny table would scan anyway
+        for view in ("ps_endpoints", "ps_auths", "ps_aors"):
+            plan = "\n".join(r[0] for r in await conn.fetch(
+                f"EXPLAIN SELECT * FROM asterisk.{view} WHERE id = '101'"))
+            assert "users_extension_text_idx" in plan, plan
+    finally:
+        await conn.close()
