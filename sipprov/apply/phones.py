@@ -50,6 +50,12 @@ _EXT = re.compile(r"^\d{1,5}$")
 RESYNC_S = 60.0
 # After an authentication: ask for the endpoint's contacts after these delays.
 REFRESH_AFTER_S = (0.15, 1.5)
+# At most this many endpoints asked per second: every PJSIPShowEndpoint is several
+# realtime queries on res_config_pgsql's ONE connection, which REGISTERs need too
+# (measured: refreshing every authentication starved a 500/s storm). Beyond it the
+# tracker lags, and when more are waiting than that it reads the whole picture once
+# (one PJSIPShowContacts) instead.
+REFRESH_PER_S = 20
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class PhoneTracker:
         self._task: asyncio.Task[None] | None = None
         self._dirty: set[str] = set()
         self._refresh: dict[str, float] = {}  # aor -> when to ask for its contacts
+        self._last_refresh = 0.0
+        self._resync_at = float("inf")
         self._wake = asyncio.Event()
         self._stopping = False
         self.connected = False
@@ -225,9 +233,10 @@ class PhoneTracker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
-            if time.monotonic() >= next_sync:
+            if time.monotonic() >= min(next_sync, self._resync_at):
                 await self._sync(ami)
                 next_sync = time.monotonic() + RESYNC_S
+                self._resync_at = float("inf")
             else:
                 await self._refresh_due(ami)
                 await self._flush(ami)
@@ -273,10 +282,24 @@ class PhoneTracker:
     async def _refresh_due(self, ami: AmiClient) -> None:
         """Ask for the contacts of the extensions whose time has come."""
         now = time.monotonic()
-        due = sorted(k for k, at in self._refresh.items() if at <= now)
+        if len({k.split("@", 1)[0] for k in self._refresh}) > REFRESH_PER_S * 5:
+            # a storm: one listing later beats thousands of lookups now
+            self._refresh.clear()
+            self._resync_at = min(self._resync_at, now + 5.0)
+            return
+        budget = max(1, int(REFRESH_PER_S * max(0.05, now - self._last_refresh)))
+        self._last_refresh = now
+        due = sorted((k for k, at in self._refresh.items() if at <= now),
+                     key=lambda k: self._refresh[k])
+        aors: list[str] = []
         for key in due:
+            aor = key.split("@", 1)[0]
+            if aor not in aors and len(aors) >= budget:
+                continue
             self._refresh.pop(key, None)
-        for aor in sorted({k.split("@", 1)[0] for k in due}):
+            if aor not in aors:
+                aors.append(aor)
+        for aor in aors:
             found = await ami.pjsip_endpoint_contacts(aor)
             old = self._contacts.get(aor, {})
             regs = {
