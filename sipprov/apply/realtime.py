@@ -13,12 +13,14 @@ calls without waiting for the registration to expire.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 import asyncpg
 
 from sipprov.apply import realtimeconf
+from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
 from sipprov.apply.snapshot import AgentConf, Snapshot
@@ -29,21 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def view_settings(cfg: Config, enabled: bool) -> realtime_sql.ViewSettings:
-    ast = cfg.asterisk
-    return realtime_sql.ViewSettings(
-        enabled=enabled,
-        transport=ast.transport,
-        internal_context=ast.internal_context,
-        outbound_context=ast.outbound_context,
-        codecs=",".join(ast.codecs),
-        direct_media=bool(ast.direct_media),
-        rtp_symmetric=bool(ast.rtp_symmetric),
-        force_rport=bool(ast.force_rport),
-        rewrite_contact=bool(ast.rewrite_contact),
-        max_contacts=int(ast.max_contacts),
-        remove_existing=bool(ast.remove_existing),
-        realm=ast.sip_realm,
-    )
+    """The views read the same checked settings the renderer writes into files."""
+    rendered = render_mod.Settings.from_config(cfg.asterisk)
+    shared = {f.name: getattr(rendered, f.name) for f in dataclasses.fields(realtime_sql.ViewSettings)
+              if f.name != "enabled"}
+    return realtime_sql.ViewSettings(enabled=enabled, **shared)
 
 
 async def prepare(conn: asyncpg.Connection, cfg: Config) -> bool:
