@@ -112,6 +112,16 @@ async def pool(cfg: config_mod.Config) -> AsyncIterator[asyncpg.Pool]:
     await p.close()
 
 
+@pytest.fixture
+def conf(db_dsn: str, tmp_path: Path) -> Path:
+    """A TOML config file on the test's database, for tests that run the CLI."""
+    from tests.cli_helpers import toml_config
+
+    path = tmp_path / "sipprov.toml"
+    path.write_text(toml_config(db_dsn, tmp_path))
+    return path
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """In CI a skipped test is a failure: the real stack must be there."""

@@ -13,7 +13,6 @@ import pytest
 
 from sipprov.cli.main import main
 from tests.api_helpers import agent_body, call
-from tests.cli_helpers import toml_config
 
 pytest_plugins = ["tests.api_fixtures"]
 
@@ -80,13 +79,6 @@ async def test_audit_bad_filters(readonly: aiohttp.ClientSession, params: dict[s
 
 
 # --- CLI ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def test_cli_audit(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,13 +34,6 @@ from .cli_helpers import run_db, toml_config
 ACTIONS = ["create", "list", "show", "set", "delete", "password", "sip-password", "import", "export"]
 
 
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
-
-
 def setup_queues(conf: Path) -> None:
     async def go(pool: asyncpg.Pool, cfg: config_mod.Config) -> None:
         async with pool.acquire() as conn:

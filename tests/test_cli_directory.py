@@ -14,16 +14,8 @@ from pathlib import Path
 import pytest
 
 from sipprov.cli.main import main
-from tests.cli_helpers import toml_config
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def run_json(conf: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> object:

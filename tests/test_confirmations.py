@@ -18,7 +18,6 @@ from sipprov.bulk import importer as bulk
 from sipprov.cli.main import main
 from sipprov.config import Config
 from tests.api_helpers import agent_body, call
-from tests.cli_helpers import toml_config
 
 pytest_plugins = ["tests.api_fixtures"]
 
@@ -105,13 +104,6 @@ async def test_openapi_documents_force(admin: aiohttp.ClientSession) -> None:
 
 
 # --- CLI and CSV -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def test_cli_set_needs_force(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,6 @@ from sipprov.bulk import importer as bulk
 from sipprov.cli.main import main
 from sipprov.config import Config
 from sipprov.db.transaction import run
-from tests.cli_helpers import toml_config
 
 
 def write(path: Path, header: list[str], *rows: list[str]) -> Path:
@@ -64,13 +63,6 @@ async def test_email_of_another_person_is_rejected(cfg: Config, agent_pool: asyn
                                                        credentials_path=tmp_path / "c.csv"))
     assert report.committed and report.count("update") == 1
     assert (await agents.find_agent(agent_pool, "anna@example.com")).first_name == "Duplikat"  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def test_cli_dry_run_shows_field_changes(conf: Path, tmp_path: Path,

@@ -15,7 +15,6 @@ from sipprov.bulk import importer as bulk
 from sipprov.cli.main import main
 from sipprov.config import Config
 from tests.api_helpers import agent_body, call
-from tests.cli_helpers import toml_config
 
 pytest_plugins = ["tests.api_fixtures"]
 
@@ -69,13 +68,6 @@ async def test_route_configured_means_no_warning(services, admin: aiohttp.Client
     status = (await call(admin, "GET", "/api/v1/status")).body
     assert status["outbound"] == {"route_configured": True, "agents_allowed": 1}
     assert status["warnings"] == []
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def test_cli_outbound(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,6 @@ from sipprov.bulk import importer as bulk
 from sipprov.cli.main import main
 from sipprov.config import Config
 from tests.api_helpers import agent_body, call
-from tests.cli_helpers import toml_config
 
 pytest_plugins = ["tests.api_fixtures"]
 
@@ -104,13 +103,6 @@ async def test_search_uses_the_folded_index(pool: asyncpg.Pool) -> None:
 
 
 # --- CLI and CSV -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def conf(db_dsn: str, tmp_path: Path) -> Path:
-    path = tmp_path / "sipprov.toml"
-    path.write_text(toml_config(db_dsn, tmp_path))
-    return path
 
 
 def test_cli_unknown_filter_and_folded_search(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
