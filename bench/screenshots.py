@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
 from sipprov.i18n import LANGUAGES
 from sipprov.pbx import sipp
+from sipprov.pbx.serveconf import serve_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -52,22 +52,6 @@ CSV = (
     "Bad,Row,not-an-e-mail,,,\n"
     "Phạm,Minh Châu,minh.chau@example.com,+84912345678,Hà Nội,support\n"
 )
-
-
-def config_toml(cfg: Config, dsn: str, port: int, extra: str = "") -> str:
-    """A config file for `sipprov serve` on `dsn`, writing into cfg's PBX instance."""
-    a, p = cfg.asterisk, cfg.pbx
-    return (
-        f"[http]\nhost = \"127.0.0.1\"\nport = {port}\n"
-        f"[database]\ndsn = {json.dumps(dsn)}\npool_min = 1\npool_max = 6\n"
-        "[asterisk]\n"
-        f"config_dir = {json.dumps(str(cfg.generated_dir))}\n"
-        f"ami_port = {a.ami_port}\nsip_server = {json.dumps(a.sip_server)}\nami_timeout_s = 15.0\n"
-        f"[pbx]\nroot = {json.dumps(str(p.root))}\ninstance = {json.dumps(p.instance)}\n"
-        f"sip_port = {p.sip_port}\n"
-        f"[extensions]\nfirst = {cfg.extensions.first}\nlast = {cfg.extensions.last}\n"
-        "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 1.0\n" + extra
-    )
 
 
 @contextlib.contextmanager
@@ -265,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         env.start_pbx(cfg)
         phones = asyncio.run(seed(cfg, dsn))
         conf = tmp / "sipprov.toml"
-        conf.write_text(config_toml(cfg, dsn, cfg.http.port))
+        conf.write_text(serve_toml(cfg, dsn, cfg.http.port))
         url = f"http://127.0.0.1:{cfg.http.port}"
         with serve(conf, url, tmp / "serve.log"):
             env.stage("registering two phones")

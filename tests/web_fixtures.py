@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -30,6 +29,7 @@ from sipprov.apply.ami import AmiClient
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.transaction import run
+from sipprov.pbx.serveconf import serve_toml
 from tests.conftest import IN_CI, cloned_database
 from tests.test_mailer import Inbox
 
@@ -100,20 +100,10 @@ class Console:
 
 
 def _toml(cfg: Config, dsn: str, port: int, smtp_port: int) -> str:
-    a, p = cfg.asterisk, cfg.pbx
-    return (
-        f"[http]\nhost = \"127.0.0.1\"\nport = {port}\n"
-        f"[database]\ndsn = {json.dumps(dsn)}\npool_min = 1\npool_max = 6\n"
-        "[asterisk]\n"
-        f"config_dir = {json.dumps(str(cfg.generated_dir))}\n"
-        f"ami_port = {a.ami_port}\nsip_server = {json.dumps(a.sip_server)}\nami_timeout_s = 15.0\n"
-        f"backend = {json.dumps(a.backend)}\n"
-        f"[pbx]\nroot = {json.dumps(str(p.root))}\ninstance = {json.dumps(p.instance)}\n"
-        f"sip_port = {p.sip_port}\n"
+    return serve_toml(cfg, dsn, port, extra=(
         "[security]\nlogin_free_attempts = 3\nlogin_lockout_attempts = 3\nlogin_lockout_s = 600\n"
-        "[applier]\nbackoff_min_s = 0.1\nbackoff_max_s = 1.0\n"
         f"[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsender = \"pbx@example.com\"\ntimeout_s = 5.0\n"
-    )
+    ))
 
 
 async def _seed(cfg: Config, dsn: str) -> tuple[int, int, int]:
