@@ -274,17 +274,26 @@ class SipPasswordSet(_Input):
 
 
 class QueueCreate(_Input):
-    """A queue; only voice queues reach Asterisk and may have a number (extension)."""
+    """A queue; only voice queues reach Asterisk and may have a number (extension).
 
-    name: str
+    `label` is shown to people (any letters); `name` is what Asterisk sees (ASCII). Either
+    may be omitted: no label shows the name, no name is derived from the label."""
+
+    name: str | None = None
+    label: str | None = None
     kind: QueueKind = "voice"
     strategy: QueueStrategy = "ringall"
     number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
 
     @field_validator("name")
     @classmethod
-    def _name(cls, v: str) -> str:
-        return validation.queue_name(v, "name")
+    def _name(cls, v: str | None) -> str | None:
+        return v if v is None else validation.queue_name(v, "name")
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, v: str | None) -> str | None:
+        return v if v is None else validation.label(v, "label")
 
     @field_validator("number", mode="before")
     @classmethod
@@ -295,9 +304,10 @@ class QueueCreate(_Input):
 class QueueUpdate(_Patch):
     """PATCH a queue; `number: null` removes the number, leaving kind voice releases it."""
 
-    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "kind", "strategy")
+    NOT_NULLABLE: ClassVar[tuple[str, ...]] = ("name", "label", "kind", "strategy")
 
     name: str | None = None
+    label: str | None = None
     kind: QueueKind | None = None
     strategy: QueueStrategy | None = None
     number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
@@ -307,12 +317,14 @@ class QueueUpdate(_Patch):
     def _number(cls, v: Any) -> Any:
         return v if v is None else _canonical_number(v, "number")
 
-    @field_validator("name", "kind", "strategy", mode="after")
+    @field_validator("name", "label", "kind", "strategy", mode="after")
     @classmethod
     def _not_null(cls, v: Any, info: pydantic.ValidationInfo) -> Any:
         if v is None:
             raise ValueError("may not be null")
-        return validation.queue_name(v, "name") if info.field_name == "name" else v
+        if info.field_name == "name":
+            return validation.queue_name(v, "name")
+        return validation.label(v, "label") if info.field_name == "label" else v
 
 
 class QueueMemberSet(_Input):
@@ -591,6 +603,7 @@ class QueueMember:
 class Queue:
     id: int
     name: str
+    label: str
     kind: str
     strategy: str
     number: int | None

@@ -51,7 +51,8 @@ async def export_definitions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[st
             {"name": a.name, "max_users": a.max_users} for a in await directory.list_account_types(conn)
         ],
         "queues": [
-            {"name": q.name, "kind": q.kind, "strategy": q.strategy, "number": q.number}
+            {"name": q.name, "label": q.label, "kind": q.kind, "strategy": q.strategy,
+             "number": q.number}
             for q in await queues.list_queues(conn)
         ],
     }
@@ -131,15 +132,22 @@ async def import_definitions(
                 names.add(want.name.lower())
                 result.created.append(f"{what} {want.name}")
 
-    existing = {q.name.lower(): q for q in await queues.list_queues(conn)}
+    # A queue matches by name, or (an entry with only a label) by label.
+    current = await queues.list_queues(conn)
+    existing = {q.name.lower(): q for q in current}
+    by_label = {q.label.lower(): q for q in current}
     for i, item in enumerate(_items(data, "queues")):
         want = _parse(QueueCreate, item, f"queues.{i}")
-        queue = existing.get(want.name.lower())
+        if want.name is not None:
+            queue = existing.get(want.name.lower())
+        else:
+            queue = by_label.get((want.label or "").lower())
         if queue is None:
-            await queues.create_queue(conn, cfg, want, actor)
-            result.created.append(f"queue {want.name}")
+            created, _ = await queues.create_queue(conn, cfg, want, actor)
+            existing[created.name.lower()] = by_label[created.label.lower()] = created
+            result.created.append(f"queue {created.name}")
         elif queue.kind != want.kind:
             raise ValidationError(
-                f"definitions: queue {want.name} exists here as a {queue.kind} queue; the file"
+                f"definitions: queue {queue.name} exists here as a {queue.kind} queue; the file"
                 f" has a {want.kind} queue", f"queues.{i}")
     return result

@@ -16,7 +16,7 @@ from typing import TypeAlias
 import asyncpg
 
 from sipprov import audit
-from sipprov.agents import extensions, validation
+from sipprov.agents import extensions, naming, validation
 from sipprov.agents.models import Queue, QueueCreate, QueueMember, QueueUpdate
 from sipprov.config import Config
 from sipprov.db import transaction
@@ -33,6 +33,7 @@ def _queue_from_row(row: asyncpg.Record, members: list[QueueMember] | None = Non
     return Queue(
         id=row["id"],
         name=row["name"],
+        label=row["label"],
         kind=row["kind"],
         strategy=row["strategy"],
         number=row["number"],
@@ -88,26 +89,49 @@ async def create_queue(
     transaction.require(conn)
     if data.number is not None and data.kind != "voice":
         raise validation.Refused("number", "only voice queues have a number")
+    if data.name is not None:
+        name = data.name
+    elif data.label is not None:
+        name = await _derive_name(conn, data.label)
+    else:
+        raise validation.Refused("name", "give a name or a label")
+    label = data.label if data.label is not None else name
     queue_id = await sql.next_id(conn)
     if data.number is not None:
         await extensions.allocate_exact(
             conn, cfg.extensions, data.number, extensions.queue_owner(queue_id), field="number"
         )
     try:
-        await sql.insert(conn, queue_id, data.name, data.kind, data.strategy, data.number)
+        await sql.insert(conn, queue_id, name, label, data.kind, data.strategy, data.number)
     except asyncpg.UniqueViolationError as exc:
-        raise conflict_from(exc, data.name) from None
+        raise conflict_from(exc, name) from None
     await audit.record(
         conn,
         actor,
         "create",
         "queue",
         queue_id,
-        {"name": data.name, "kind": data.kind, "strategy": data.strategy, "number": data.number},
+        {"name": name, "label": label, "kind": data.kind, "strategy": data.strategy,
+         "number": data.number},
     )
-    queue = await get_queue(conn, data.name)
+    queue = await get_queue(conn, name)
     version = await config_state.bump(conn) if data.kind == "voice" else None
     return queue, version
+
+
+async def _derive_name(conn: asyncpg.Connection, label: str) -> str:
+    """The Asterisk name for a label: folded to ASCII like logins (`Hỗ trợ` -> `ho-tro`),
+    with `2`, `3`, ... when taken or reserved. A label with no Latin letters derives
+    nothing: the admin gives the name."""
+    base = naming.login_part(label)[: validation.QUEUE_NAME_MAX - naming.SUFFIX_ROOM].strip("-")
+    if not base:
+        raise validation.Refused(
+            "name", "cannot derive a name from this label (no Latin letters); give the name")
+    taken = await sql.names_like(conn, base) | validation.RESERVED_QUEUE_NAMES
+    n = 1
+    while naming.with_suffix(base, n).lower() in taken:
+        n += 1
+    return validation.queue_name(naming.with_suffix(base, n), "name")
 
 
 async def update_queue(
@@ -122,6 +146,7 @@ async def update_queue(
         raise _not_found(name)
     # name, kind and strategy are never null when set (QueueUpdate.NOT_NULLABLE)
     new_name: str = data.name if data.name is not None else row["name"]
+    label: str = data.label if data.label is not None else row["label"]
     kind: str = data.kind if data.kind is not None else row["kind"]
     strategy: str = data.strategy if data.strategy is not None else row["strategy"]
     number = row["number"]
@@ -132,8 +157,8 @@ async def update_queue(
     elif kind != "voice":
         number = None
 
-    after = (new_name, kind, strategy, number)
-    if after == (row["name"], row["kind"], row["strategy"], row["number"]):
+    after = (new_name, label, kind, strategy, number)
+    if after == (row["name"], row["label"], row["kind"], row["strategy"], row["number"]):
         return await get_queue(conn, row["name"]), None
 
     owner = extensions.queue_owner(row["id"])
@@ -143,7 +168,7 @@ async def update_queue(
         if number is not None:
             await extensions.allocate_exact(conn, cfg.extensions, number, owner, field="number")
     try:
-        await sql.update(conn, row["id"], new_name, kind, strategy, number)
+        await sql.update(conn, row["id"], new_name, label, kind, strategy, number)
     except asyncpg.UniqueViolationError as exc:
         raise conflict_from(exc, new_name) from None
     if row["kind"] == "ticket" and kind != "ticket":
@@ -158,12 +183,15 @@ async def update_queue(
         "queue",
         row["id"],
         {
-            "old": {k: row[k] for k in ("name", "kind", "strategy", "number")},
-            "new": {"name": new_name, "kind": kind, "strategy": strategy, "number": number},
+            "old": {k: row[k] for k in ("name", "label", "kind", "strategy", "number")},
+            "new": {"name": new_name, "label": label, "kind": kind, "strategy": strategy,
+                    "number": number},
         },
     )
     queue = await get_queue(conn, new_name)
-    visible = "voice" in (row["kind"], kind)
+    # The label is never seen by Asterisk: a label-only change bumps nothing.
+    visible = "voice" in (row["kind"], kind) and after[:1] + after[2:] != (
+        row["name"], row["kind"], row["strategy"], row["number"])
     version = await config_state.bump(conn) if visible else None
     return queue, version
 

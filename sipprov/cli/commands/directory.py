@@ -90,7 +90,8 @@ def _waits(p: argparse.ArgumentParser) -> None:
 
 def _queue_line(q: Any) -> str:
     number = "-" if q.number is None else str(q.number)
-    return f"{q.name:<24} {q.kind:<7} {q.strategy:<12} {number:>6}  {q.member_count} members"
+    label = f"  ({q.label})" if q.label != q.name else ""
+    return f"{q.name:<24} {q.kind:<7} {q.strategy:<12} {number:>6}  {q.member_count} members{label}"
 
 
 def register_queues(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +107,11 @@ def register_queues(sub: argparse._SubParsersAction) -> None:
     sh.set_defaults(func=queue_show)
     for action, text in (("create", "create a queue"), ("set", "change a queue")):
         c = s.add_parser(action, help=text)
-        c.add_argument("name")
+        if action == "create":
+            c.add_argument("name", nargs="?", help="Asterisk name (ASCII; default: from --label)")
+        else:
+            c.add_argument("name")
+        c.add_argument("--label", help="display label, any letters (default: the name)")
         if action == "set":
             c.add_argument("--name", dest="new_name", metavar="NAME", help="rename")
             c.add_argument("--no-number", action="store_true", help="remove the number")
@@ -161,7 +166,8 @@ async def _sync_extensions(pool: asyncpg.Pool, cfg: Config) -> None:
 
 
 async def queue_create(cfg: Config, args: argparse.Namespace) -> int:
-    data = parse(QueueCreate, {"name": args.name, **_given(args, ("kind", "strategy", "number"))})
+    data = parse(QueueCreate, {"name": args.name,
+                               **_given(args, ("label", "kind", "strategy", "number"))})
     async with open_pool(cfg) as pool:
         await _sync_extensions(pool, cfg)
         q, version = await run(pool, queues.create_queue, cfg, data, cli_actor())
@@ -171,7 +177,7 @@ async def queue_create(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def queue_set(cfg: Config, args: argparse.Namespace) -> int:
-    fields = _given(args, ("kind", "strategy", "number"))
+    fields = _given(args, ("label", "kind", "strategy", "number"))
     if args.new_name is not None:
         fields["name"] = args.new_name
     if args.no_number:

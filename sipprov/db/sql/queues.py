@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncpg
 
 _QUEUE_COLUMNS = """
-q.id, q.name, q.kind, q.strategy, q.number, q.created_at, q.updated_at,
+q.id, q.name, COALESCE(q.label, q.name) AS label, q.kind, q.strategy, q.number,
+q.created_at, q.updated_at,
 (SELECT count(*) FROM queue_members m WHERE m.queue_id = q.id) AS member_count
 """
 LIST = f"""
@@ -24,13 +25,15 @@ LOCK = f"SELECT {_QUEUE_COLUMNS} FROM queues q WHERE lower(q.name) = lower($1) F
 SHARE = "SELECT id, name, kind FROM queues WHERE lower(name) = lower($1) FOR KEY SHARE"
 NEXT_ID = "SELECT nextval(pg_get_serial_sequence('queues', 'id'))"
 INSERT = """
-INSERT INTO queues (id, name, kind, strategy, number) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO queues (id, name, label, kind, strategy, number) VALUES ($1, $2, $6, $3, $4, $5)
 """
 UPDATE = """
-UPDATE queues SET name = $2, kind = $3, strategy = $4, number = $5, updated_at = now()
+UPDATE queues SET name = $2, kind = $3, strategy = $4, number = $5, label = $6, updated_at = now()
 WHERE id = $1
 """
 DELETE = "DELETE FROM queues WHERE id = $1"
+# Names taken by a derived name's candidates (`hotro`, `hotro2`, ...), lower-case.
+NAMES_LIKE = "SELECT lower(name) FROM queues WHERE lower(name) LIKE $1 || '%'"
 
 MEMBERS = """
 SELECT u.id AS agent_id, u.login, u.extension,
@@ -99,15 +102,23 @@ async def next_id(conn: asyncpg.Connection) -> int:
 
 
 async def insert(
-    conn: asyncpg.Connection, queue_id: int, name: str, kind: str, strategy: str, number: int | None
+    conn: asyncpg.Connection, queue_id: int, name: str, label: str, kind: str, strategy: str,
+    number: int | None,
 ) -> None:
-    await conn.execute(INSERT, queue_id, name, kind, strategy, number)
+    await conn.execute(INSERT, queue_id, name, kind, strategy, number, label)
 
 
 async def update(
-    conn: asyncpg.Connection, queue_id: int, name: str, kind: str, strategy: str, number: int | None
+    conn: asyncpg.Connection, queue_id: int, name: str, label: str, kind: str, strategy: str,
+    number: int | None,
 ) -> None:
-    await conn.execute(UPDATE, queue_id, name, kind, strategy, number)
+    await conn.execute(UPDATE, queue_id, name, kind, strategy, number, label)
+
+
+async def names_like(conn: asyncpg.Connection, prefix: str) -> set[str]:
+    """Lower-case queue names starting with prefix (a derived name's taken candidates)."""
+    escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return {r[0] for r in await conn.fetch(NAMES_LIKE, escaped)}
 
 
 async def delete(conn: asyncpg.Connection, queue_id: int) -> None:

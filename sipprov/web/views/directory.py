@@ -49,8 +49,9 @@ async def create_queue(request: web.Request) -> web.StreamResponse:
     services = pages.services(request)
     form = pages.form(request)
     _ = pages.gettext(request)
-    values = {k: pages.text(form, k) for k in ("name", "kind", "number")}
-    data: dict[str, Any] = {"name": values["name"], "kind": values["kind"] or "voice"}
+    values = {k: pages.text(form, k) for k in ("label", "name", "kind", "number")}
+    data: dict[str, Any] = {"name": values["name"] or None, "label": values["label"] or None,
+                            "kind": values["kind"] or "voice"}
     if values["number"]:
         if not values["number"].isdecimal():
             return await _queues_page(request, {"number": _("Enter a whole number.")}, values, 422)
