@@ -50,6 +50,7 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 CFG = Config()
+CFG.asterisk.backend = "files"  # agents rendered into pjsip.conf, to read them back
 CFG.asterisk.outbound_dial = "PJSIP/${EXTEN}@trunk"  # render the outbound-dial context too
 REALM = CFG.asterisk.sip_realm
 

@@ -44,6 +44,8 @@ def test_rendered_as_utf8_between_quotes() -> None:
     agent = AgentConf(id=1, extension=1001, caller_id_name="Trần Thị Hương", ha1_md5="a" * 32,
                       ha1_sha256=None, realm="sipprov", outbound_allowed=False, outbound_number=None,
                       mute_mic=False, autologin_phone=False, priority=1)
-    files = render(Snapshot(version=1, agents=[agent], queues=[]), Config())
+    cfg = Config()
+    cfg.asterisk.backend = "files"  # the realtime backend keeps agents out of pjsip.conf
+    files = render(Snapshot(version=1, agents=[agent], queues=[]), cfg)
     text = files["pjsip.conf"].decode("utf-8")
     assert 'callerid="Trần Thị Hương" <1001>' in text
