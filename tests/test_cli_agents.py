@@ -31,7 +31,8 @@ from sipprov.directory import queues
 
 from .cli_helpers import run_db, toml_config
 
-ACTIONS = ["create", "list", "show", "set", "delete", "password", "sip-password", "import", "export"]
+ACTIONS = ["create", "list", "show", "set", "delete", "deactivate", "reactivate", "password",
+           "sip-password", "import", "export"]
 
 
 def setup_queues(conf: Path) -> None:

@@ -242,6 +242,44 @@ async def test_delete_and_deactivation_end_registrations(make_env: EnvFactory, b
     assert not await ami.pjsip_endpoint_exists(b.sip.username)
 
 
+@BACKENDS
+async def test_deactivate_ends_registration_and_reactivate_restores(
+        make_env: EnvFactory, backend: str, ami: AmiClient) -> None:
+    """Deactivated: the phone's contact goes at once and it cannot register; the
+    extension and queue membership stay its own (a new agent gets another number);
+    reactivated: the same SIP password registers again."""
+    env = await make_env(backend)
+    await run(env.pool, queues.create_queue, env.cfg, QueueCreate(name="support"), "test")
+    a = await _create(env, 1, queues=[QueueAssignment(name="support")])
+    await _applied(env, a.config_version)
+    assert a.sip and a.agent.extension is not None
+    assert (await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password,
+                                expires=600)).ok
+    assert await _contacts(ami, a.sip.username)
+
+    off = await run(env.pool, agents.update_agent, env.cfg, a.agent.id,
+                    AgentUpdate(active=False), "test")
+    await _applied(env, off.config_version)
+    assert off.agent.active is False
+    assert off.agent.extension == a.agent.extension
+    assert [q["name"] for q in off.agent.queues] == ["support"]
+    assert await _contacts(ami, a.sip.username) == []
+    assert not await ami.pjsip_endpoint_exists(a.sip.username)
+    refused = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
+    assert not refused.ok and refused.status in (401, 403, 404), refused
+    # the number is not released to the pool meanwhile
+    c = await _create(env, 3)
+    assert c.agent.extension != a.agent.extension
+
+    on = await run(env.pool, agents.update_agent, env.cfg, a.agent.id,
+                   AgentUpdate(active=True), "test")
+    await _applied(env, on.config_version)
+    assert on.agent.active is True and on.agent.extension == a.agent.extension
+    again = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
+    assert again.ok and again.status == 200, again
+    await sipp.unregister(HOST, env.sip_port, a.sip.username, a.sip.password)
+
+
 async def test_unknown_number_fails_cleanly(make_env: EnvFactory, ami: AmiClient) -> None:
     env = await make_env("realtime")
     a = await _create(env, 1)

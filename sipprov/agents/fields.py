@@ -136,6 +136,10 @@ FIELDS: tuple[AgentField, ...] = (
     # What the person reads (credentials e-mail, console); None on create: [defaults] language.
     AgentField("language", Language, "language of the credentials e-mail and the console"
                " (create default: [defaults] language)"),
+    # Deactivated: no web login, no SIP registration; extension and queues are kept.
+    AgentField("active", bool, "may log in and register a phone; false deactivates the"
+               " account but keeps its extension and queues (create default: yes)",
+               default=True, asterisk=True),
     AgentField("queues", list, "queue memberships (voice, chat, ticket)", storage="none",
                column=None, default=[]),
 )

@@ -585,6 +585,8 @@ class LoginResult:
     ok: bool
     user_id: int | None
     must_change_password: bool
+    # The right password of a deactivated account: refused, and told why.
+    deactivated: bool = False
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ async def search_agents(
     agents_only: bool = False,
     limit: int = 50,
     cursor: str | None = None,
+    active: bool | None = None,
 ) -> Page:
     """Users in name order. Every word of `q` must appear in the name, login or e-mail
     (substring; case and diacritics ignored: `Nguyen Van` finds `Nguyễn Văn An`), or
@@ -192,6 +193,7 @@ async def search_agents(
         agents_only=agents_only,
         after=after,
         limit=limit + 1,
+        active=active,
     )
     items = [agent_from_row(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -665,6 +667,9 @@ async def _authenticate(conn: Conn, login: str, password: str) -> tuple[LoginRes
         password, row["web_password_hash"] if usable and row is not None else None)
     if not (ok and usable) or row is None:
         return LoginResult(ok=False, user_id=None, must_change_password=False), None
+    if not row["active"]:
+        return LoginResult(ok=False, user_id=None, must_change_password=False,
+                           deactivated=True), None
     return LoginResult(ok=True, user_id=row["id"], must_change_password=row["force_password_change"]), row
 
 

@@ -39,7 +39,8 @@ SECRET_COLUMNS: tuple[str, ...] = ("password", "sip_password")
 # update, delete; empty: update when the row matches an agent, else create) and `force`,
 # which confirms an update that drops data (the API's ?force=true).
 CONTROL_COLUMNS: tuple[str, ...] = ("action", "force")
-ACTIONS: tuple[str, ...] = ("create", "update", "delete")
+# deactivate / reactivate: an update that also sets `active` (false / true).
+ACTIONS: tuple[str, ...] = ("create", "update", "delete", "deactivate", "reactivate")
 IMPORT_COLUMNS: tuple[str, ...] = AGENT_COLUMNS + SECRET_COLUMNS
 ERROR_COLUMN = "error"
 # The credentials file an import writes can be imported back (e.g. into a restored

@@ -64,7 +64,7 @@ async def match_and_validate(st: ImportState) -> None:
                         row.result.action = "delete"
                     else:
                         row.result.action = "update"
-                        _validate_update(st, row)
+                        _validate_update(st, row, action)
                 else:
                     await _validate_create(st, row)
             except SipprovError as exc:
@@ -103,7 +103,7 @@ def _check_unmatched(row: Row, action: str) -> None:
     email = cells.get("email", "").strip()
     who = f"login {login}" if login else f"e-mail {email}"
     field_name = "login" if login else "email"
-    if action in ("update", "delete"):
+    if action in ("update", "delete", "deactivate", "reactivate"):
         raise ValidationError(f"{field_name}: no agent with {who} to {action}", field_name)
     missing = [c for c in ("first_name", "last_name", "email") if not cells.get(c, "").strip()]
     if not action and login and missing:
@@ -112,9 +112,15 @@ def _check_unmatched(row: Row, action: str) -> None:
             "login")
 
 
-def _validate_update(st: ImportState, row: Row) -> None:
+def _validate_update(st: ImportState, row: Row, action: str = "") -> None:
     assert row.agent is not None
     data: dict[str, Any] = {}
+    if action in ("deactivate", "reactivate"):
+        active = action == "reactivate"
+        cell = row.csv.cells.get("active", "").strip()
+        if cell and agentcsv.parse_bool(cell, "active") != active:
+            raise ValidationError(f"active: {cell} contradicts action {action}", "active")
+        data["active"] = active
     for col, cell in row.csv.cells.items():
         value = cell.strip()
         if col == "action":
@@ -127,6 +133,8 @@ def _validate_update(st: ImportState, row: Row) -> None:
             row.new_sip_password = cell or None
         elif col == "queues":
             data["queues"] = agentcsv.parse_queues(value)
+        elif col == "active" and "active" in data:
+            continue
         elif value:
             data[col] = value
         elif col in _CLEARABLE:

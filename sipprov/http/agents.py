@@ -94,6 +94,7 @@ async def list_agents(request: web.Request) -> web.Response:
         department=query_str(request, "department", DEPARTMENT_NAME_MAX),
         queue=query_str(request, "queue", QUEUE_NAME_MAX),
         agents_only=bool(query_bool(request, "agents_only", False)),
+        active=query_bool(request, "active"),
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         cursor=query_str(request, "cursor", 512),
     )
@@ -166,6 +167,8 @@ LIST_PARAMS = (
     Param("queue", {"type": "string", "maxLength": QUEUE_NAME_MAX},
           "only members of this queue (unknown: 422)"),
     Param("agents_only", {"type": "boolean"}, "only users that are agents"),
+    Param("active", {"type": "boolean"},
+          "true: only active users; false: only deactivated ones (default: both)"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
           f"page size (default {DEFAULT_LIMIT})"),
     Param("cursor", {"type": "string", "maxLength": 512},

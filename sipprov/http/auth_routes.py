@@ -47,6 +47,8 @@ async def login(request: web.Request) -> web.Response:
     address = client_address(request)
     limiter.check(body.login, address)
     result = await agents.verify_login(request.app[SERVICES].pool, body.login, body.password)
+    if result.deactivated:
+        raise AuthError("this account is deactivated", code="account_deactivated")
     if not result.ok:
         limiter.failure(body.login, address)
         raise AuthError(WRONG, code="invalid_credentials")

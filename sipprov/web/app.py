@@ -39,6 +39,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("POST", "/agents/{id}/edit", agents.update),
     ("GET", "/agents/{id}/delete", agents.delete_form),
     ("POST", "/agents/{id}/delete", agents.delete),
+    ("POST", "/agents/{id}/active", agents.set_active),
     ("POST", "/agents/{id}/sip-password", agents.rotate_sip),
     ("POST", "/agents/{id}/password", agents.reset_web_password),
     ("GET", "/queues", directory.queues),

@@ -152,6 +152,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(dl, wait=True)
     dl.set_defaults(func=delete)
 
+    for verb, text in (("deactivate", "stop an agent without deleting it: no web login, the"
+                        " phone cannot register; extension and queues are kept"),
+                       ("reactivate", "let a deactivated agent log in and register again")):
+        dv = asub.add_parser(verb, help=text)
+        dv.add_argument("agent", metavar="AGENT", help="id, login or e-mail")
+        _add_common(dv, wait=True)
+        dv.set_defaults(func=set_active, active=verb == "reactivate")
+
     pw = asub.add_parser("password", help="set or generate the web password (printed once)")
     pw.add_argument("agent", metavar="AGENT", help="id, login or e-mail")
     pw.add_argument("--password-stdin", action="store_true",
@@ -418,6 +426,21 @@ async def set_(cfg: Config, args: argparse.Namespace) -> int:
         changed = result.agent.to_dict() != agent.to_dict()
         _emit(args, out, [f"{'updated' if changed else 'unchanged'}: agent {_describe(result.agent)}",
                           *_credentials_lines(result)])
+        sys.stdout.flush()
+        return await _wait(pool, cfg, args, result.config_version, out)
+
+
+async def set_active(cfg: Config, args: argparse.Namespace) -> int:
+    """deactivate / reactivate: an update of the `active` field (audited as one)."""
+    model = parse(AgentUpdate, {"active": args.active})
+    async with open_pool(cfg) as pool:
+        agent = await _resolve(pool, args.agent)
+        result = await run(pool, agents.update_agent, cfg, agent.id, model, actor())
+        out = {**result.to_dict(), "config_version": result.config_version}
+        verb = "reactivated" if args.active else "deactivated"
+        if agent.active == args.active:
+            verb = "already " + ("active" if args.active else "deactivated")
+        _emit(args, out, [f"{verb}: agent {_describe(result.agent)}"])
         sys.stdout.flush()
         return await _wait(pool, cfg, args, result.config_version, out)
 

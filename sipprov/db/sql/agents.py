@@ -56,6 +56,7 @@ WHERE ({words} OR u.extension = $2)
   AND ($9::text IS NULL OR EXISTS (
         SELECT 1 FROM queue_members qm JOIN queues qq ON qq.id = qm.queue_id
         WHERE qm.user_id = u.id AND lower(qq.name) = lower($9)))
+  AND ($10::boolean IS NULL OR u.active = $10)
 ORDER BY lower(u.last_name), lower(u.first_name), u.id
 LIMIT $1
 """
@@ -98,7 +99,8 @@ REMOVE_CAMPAIGN = "DELETE FROM campaign_members WHERE campaign = $1 AND user_id 
 
 # Login check: the only read of the web password hash.
 AUTH = """
-SELECT u.id, u.login, u.email, u.web_password_hash, u.force_password_change, r.web_login
+SELECT u.id, u.login, u.email, u.web_password_hash, u.force_password_change, r.web_login,
+       u.active
 FROM users u JOIN roles r ON r.id = u.role_id
 WHERE lower(u.login) = lower($1)
 """
@@ -145,20 +147,22 @@ async def search(
     agents_only: bool,
     after: tuple[str, str, int] | None,
     limit: int,
+    active: bool | None = None,
 ) -> list[asyncpg.Record]:
     """Each of `words` must appear (diacritics and case ignored), or q is the extension."""
     if len(words) > SEARCH_MAX_WORDS:
         raise ValueError(f"at most {SEARCH_MAX_WORDS} words")
     last, first, last_id = after if after else (None, None, None)
     if words:
-        each = [f"{SEARCH_TEXT} LIKE sipprov_fold(${10 + i})" for i in range(len(words))]
+        each = [f"{SEARCH_TEXT} LIKE sipprov_fold(${11 + i})" for i in range(len(words))]
         cond = "(" + " AND ".join(each) + ")"
     else:
         cond = "($2::integer IS NULL)"
     query = SEARCH.format(words=cond)
     patterns = [like_contains(w) for w in words]
     return await conn.fetch(
-        query, limit, extension, role, department, agents_only, last, first, last_id, queue, *patterns
+        query, limit, extension, role, department, agents_only, last, first, last_id, queue, active,
+        *patterns
     )
 
 

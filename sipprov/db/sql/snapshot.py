@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from sipprov.agents import fields
 
-# Who gets a SIP endpoint: a role that allows SIP, flagged as an agent, with an
+# Who gets a SIP endpoint: a role that allows SIP, an active user flagged as an agent, with an
 # extension and the digests needed for `password_digest` (the realm may be NULL:
 # the configured realm is used then).
 _RENDERABLE = (
-    "r.sip_allowed AND u.is_agent AND u.extension IS NOT NULL"
+    "r.sip_allowed AND u.is_agent AND u.active AND u.extension IS NOT NULL"
     " AND u.sip_ha1_md5 IS NOT NULL"
 )
 

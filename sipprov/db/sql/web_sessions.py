@@ -13,13 +13,13 @@ INSERT = (
     " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
 )
 # The session with what every page needs of its user; a role that lost web login or a
-# user without a web password has no session any more.
+# user without a web password or a deactivated user has no session any more.
 LOOKUP = (
     "SELECT s.user_id, s.csrf_token, s.language, u.login, u.first_name, u.last_name,"
     " u.force_password_change, u.language AS user_language, r.name AS role"
     " FROM web_sessions s JOIN users u ON u.id = s.user_id JOIN roles r ON r.id = u.role_id"
     " WHERE s.id_hash = $1 AND s.expires_at > now() AND r.web_login"
-    " AND u.web_password_hash IS NOT NULL"
+    " AND u.web_password_hash IS NOT NULL AND u.active"
 )
 # Sliding expiry, written at most once a minute per session.
 TOUCH = (

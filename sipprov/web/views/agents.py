@@ -188,6 +188,17 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return pages.redirect("/agents?done=deleted")
 
 
+@admin_only
+async def set_active(request: web.Request) -> web.StreamResponse:
+    """The Deactivate / Reactivate button: an update of `active`, as the API's PATCH."""
+    services = pages.services(request)
+    agent = await _get(request)
+    active = pages.form(request).get("active") == "1"
+    await run(services.pool, agents.update_agent, services.cfg, agent.id,
+              parse(AgentUpdate, {"active": active}), pages.actor(request))
+    return pages.redirect(f"/agents/{agent.id}?done=saved")
+
+
 def _send_requested(request: web.Request, agent: Any) -> bool:
     """The form's "e-mail the new credentials" box; refused up front (nothing changes)
     for a role that is never mailed."""

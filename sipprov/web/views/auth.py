@@ -56,6 +56,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     result = await agents.verify_login(services.pool, login_name,
                                        password if isinstance(password, str) else "")
+    if result.deactivated:
+        ctx["error"] = _("This account is deactivated. Ask an administrator.")
+        return pages.render(request, "web/login.html", ctx, status=403)
     if not result.ok or result.user_id is None:
         limiter.failure(login_name, address)
         ctx["error"] = _("Wrong login or password.")
