@@ -344,3 +344,15 @@ def test_licence_limit_and_departments(browser, console: Console) -> None:
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Delete department Kraków']").click()
     wait(browser, EC.url_contains("done=departments"))
     assert "Kraków" not in text_of(browser, "#departments table")
+
+
+def test_deactivate_and_reactivate_button(browser, console: Console) -> None:
+    browser.get(f"{console.url}/agents/{console.agent_id}")
+    wait(browser, EC.presence_of_element_located((By.ID, "toggle-active")))
+    assert text_of(browser, "#toggle-active") == "Deactivate"
+    browser.find_element(By.ID, "toggle-active").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "deactivated")))
+    assert text_of(browser, "#toggle-active") == "Reactivate"
+    browser.find_element(By.ID, "toggle-active").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "toggle-active"), "Deactivate"))
+    assert not browser.find_elements(By.ID, "deactivated")
