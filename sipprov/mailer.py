@@ -63,6 +63,8 @@ class Credentials:
     sip: SipDetails | None = None
     # One of i18n.LANGUAGES: the mail's language.
     language: str = i18n.DEFAULT_LANGUAGE
+    # given_first | family_first; None: the language's order.
+    name_order: str | None = None
     # A re-sent mail after a reset or rotation: "changed", not "created", details.
     changed: bool = False
 
@@ -90,6 +92,7 @@ def credentials_for(agent: Agent, web_password: str | None = None,
         force_password_change=agent.force_password_change,
         sip=SipDetails(sip.username, sip.password, sip.realm, sip.server) if sip is not None else None,
         language=agent.language,
+        name_order=agent.name_order,
         changed=changed,
     )
 
@@ -141,7 +144,8 @@ def build_message(smtp: SmtpConfig, creds: Credentials) -> EmailMessage:
     local, _, domain = creds.email.rpartition("@")
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = smtp.sender
-    msg["To"] = Address(display_name=i18n.full_name(creds.first_name, creds.last_name, language),
+    order = creds.name_order or i18n.default_name_order(language)
+    msg["To"] = Address(display_name=i18n.ordered_full_name(creds.first_name, creds.last_name, order),
                         username=local, domain=domain)
     msg["Subject"] = subject(language)
     msg["Message-ID"] = make_msgid(domain=smtp.sender.rpartition("@")[2] or "localhost")

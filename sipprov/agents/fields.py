@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import EmailStr
 
 from sipprov.i18n.languages import Language
+from sipprov.i18n.names import NameOrder
 
 OutboundMode = Literal["automatic", "manual"]
 PRIORITY_MIN = 1
@@ -140,6 +141,13 @@ FIELDS: tuple[AgentField, ...] = (
     AgentField("active", bool, "may log in and register a phone; false deactivates the"
                " account but keeps its extension and queues (create default: yes)",
                default=True, asterisk=True),
+    # first_name is always the given name; this only orders the full name. Stored NULL
+    # (create default, or null in a PATCH) follows the language: vi -> family_first.
+    AgentField("name_order", NameOrder, "how the full name is shown: given_first or"
+               " family_first (default: from the language, vi: family_first)",
+               select="COALESCE(u.name_order, CASE WHEN u.language = 'vi'"
+                      " THEN 'family_first' ELSE 'given_first' END)",
+               clearable=True),
     AgentField("queues", list, "queue memberships (voice, chat, ticket)", storage="none",
                column=None, default=[]),
 )

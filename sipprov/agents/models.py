@@ -500,6 +500,8 @@ _AGENT_COMPUTED: list[tuple[Any, ...]] = [
     ("updated_at", datetime),
     ("created_by", str),
     ("updated_by", str),
+    # first_name and last_name in the user's name_order.
+    ("full_name", str, field(default="")),
     # Set while the applier keeps this agent out of Asterisk because a stored value does
     # not render: {"reason": ..., "since": ISO date-time}; None otherwise.
     ("quarantine", dict[str, Any] | None, field(default=None)),

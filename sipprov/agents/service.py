@@ -33,7 +33,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from sipprov import audit
+from sipprov import audit, i18n
 from sipprov.agents import extensions, naming, passwords, validation
 from sipprov.agents import fields as agent_fields
 from sipprov.agents import rules as agentrules
@@ -97,6 +97,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         updated_at=row["updated_at"],
         created_by=row["created_by"],
         updated_by=row["updated_by"],
+        full_name=i18n.ordered_full_name(row["first_name"], row["last_name"], row["name_order"]),
         quarantine=json.loads(row["quarantine"]) if row.get("quarantine") else None,
     )
 

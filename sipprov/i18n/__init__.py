@@ -19,7 +19,7 @@ from sipprov.i18n.languages import (
     is_supported,
     require_language,
 )
-from sipprov.i18n.names import full_name
+from sipprov.i18n.names import default_name_order, full_name, ordered_full_name
 from sipprov.i18n.negotiation import negotiate, parse_accept_language
 
 __all__ = [
@@ -33,7 +33,9 @@ __all__ = [
     "format_datetime",
     "format_decimal",
     "format_number",
+    "default_name_order",
     "full_name",
+    "ordered_full_name",
     "gettext_context",
     "is_supported",
     "jinja_environment",
