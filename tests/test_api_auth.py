@@ -127,48 +127,76 @@ async def test_token_cli_create_list_revoke(cfg, pool: asyncpg.Pool, capsys,
 # --- the rate limiter alone -------------------------------------------------------------
 
 
-def test_rate_limiter_slows_then_locks_then_forgets() -> None:
+async def test_rate_limiter_slows_then_locks_then_forgets(pool: asyncpg.Pool) -> None:
     cfg = SecurityConfig(login_free_attempts=3, login_lockout_attempts=10, login_lockout_s=900)
     clock = FakeClock()
-    rl = LoginRateLimiter(cfg, clock)
+    rl = LoginRateLimiter(cfg, pool, clock)
     for _ in range(3):
-        rl.check("jan", "10.0.0.1")
-        rl.failure("jan", "10.0.0.1")
+        await rl.check("jan", "10.0.0.1")
+        await rl.failure("jan", "10.0.0.1")
     with pytest.raises(RateLimitedError) as exc:
-        rl.check("jan", "10.0.0.1")
+        await rl.check("jan", "10.0.0.1")
     assert exc.value.retry_after == pytest.approx(1.0)
     # Another login from another address is not affected.
-    rl.check("anna", "10.0.0.2")
+    await rl.check("anna", "10.0.0.2")
     delays = []
     for _ in range(6):
         clock.advance(61)
-        rl.check("jan", "10.0.0.1")
-        rl.failure("jan", "10.0.0.1")
+        await rl.check("jan", "10.0.0.1")
+        await rl.failure("jan", "10.0.0.1")
         with pytest.raises(RateLimitedError) as exc:
-            rl.check("JAN", None)
+            await rl.check("JAN", None)
         delays.append(exc.value.retry_after)
     assert delays == sorted(delays) and delays[-1] == 60.0
     clock.advance(61)
-    rl.failure("jan", "10.0.0.1")  # the 10th failure: locked
+    await rl.failure("jan", "10.0.0.1")  # the 10th failure: locked
     clock.advance(600)
     with pytest.raises(RateLimitedError) as exc:
-        rl.check("jan", None)
+        await rl.check("jan", None)
     assert exc.value.retry_after == pytest.approx(300)
     clock.advance(301)
-    rl.check("jan", None)
-    rl.success("jan")
-    rl.prune()
+    await rl.check("jan", None)
+    await rl.success("jan")
+    # The address's count stays; nothing readable is stored (the keys are digests).
+    stored = await pool.fetch("SELECT kind, key FROM login_failures")
+    assert [r["kind"] for r in stored] == ["address"]
+    assert "10.0.0.1" not in str(stored)
+    # Forgotten login_lockout_s after the last failure, and pruned then.
+    await rl.prune()
+    await rl.failure("piotr", None)
+    assert await rl.count() == 1
+    clock.advance(899)
+    await rl.prune()
+    assert await rl.count() == 1
+    clock.advance(1)
+    await rl.prune()
+    assert await rl.count() == 0
 
 
-def test_rate_limiter_counts_per_address_across_logins() -> None:
+async def test_rate_limiter_counts_per_address_across_logins(pool: asyncpg.Pool) -> None:
     cfg = SecurityConfig(login_free_attempts=3, login_lockout_attempts=10, login_lockout_s=900)
-    rl = LoginRateLimiter(cfg, FakeClock())
+    rl = LoginRateLimiter(cfg, pool, FakeClock())
     for i in range(12):  # 4x the per-login allowance, each on a different login
-        rl.check(f"user{i}", "10.0.0.9")
-        rl.failure(f"user{i}", "10.0.0.9")
+        await rl.check(f"user{i}", "10.0.0.9")
+        await rl.failure(f"user{i}", "10.0.0.9")
     with pytest.raises(RateLimitedError):
-        rl.check("someone-else", "10.0.0.9")
-    rl.check("someone-else", "10.0.0.10")
+        await rl.check("someone-else", "10.0.0.9")
+    await rl.check("someone-else", "10.0.0.10")
+
+
+async def test_rate_limiter_state_is_shared_and_survives_a_restart(pool: asyncpg.Pool) -> None:
+    """Two limiters (two instances, or one before and after a restart) on one database
+    see the same counts, on the database's own clock; concurrent failures all count."""
+    import asyncio
+
+    cfg = SecurityConfig(login_free_attempts=3, login_lockout_attempts=10, login_lockout_s=900)
+    a, b = LoginRateLimiter(cfg, pool), LoginRateLimiter(cfg, pool)
+    await asyncio.gather(*(lim.failure("shared", None) for lim in (a, b) * 5))
+    assert await pool.fetchval("SELECT failures FROM login_failures") == 10
+    for lim in (a, b, LoginRateLimiter(cfg, pool)):
+        with pytest.raises(RateLimitedError) as exc:
+            await lim.check("Shared ", None)
+        assert 899 < exc.value.retry_after <= 900
 
 
 # --- login and change-password over HTTP --------------------------------------------------

@@ -1,11 +1,10 @@
 """Builds the aiohttp application: the route table, the two middlewares (errors
-outermost, then authentication) and the per-process login rate limiter."""
+outermost, then authentication) and the login rate limiter (its counts in PostgreSQL)."""
 
 from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -37,8 +36,10 @@ def route_table() -> list[Route]:
     ]
 
 
-def create_app(services: Services, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
-    """The API over `services`. `clock` drives the login rate limiter (tests inject one).
+def create_app(services: Services, *,
+               clock: Callable[[], float] | None = None) -> web.Application:
+    """The API over `services`. `clock` drives the login rate limiter (tests inject one;
+    None: the database's clock, shared by every instance).
 
     Nothing runs at startup: the caller has already migrated the database and synced
     the extension pool (sipprov.server.start_services).
@@ -49,7 +50,7 @@ def create_app(services: Services, *, clock: Callable[[], float] = time.monotoni
     )
     routes = route_table()
     app[SERVICES] = services
-    app[LOGIN_LIMITER] = LoginRateLimiter(services.cfg.security, clock=clock)
+    app[LOGIN_LIMITER] = LoginRateLimiter(services.cfg.security, services.pool, clock=clock)
     app[PUBLIC_ROUTES] = frozenset((r.method, r.path) for r in routes if r.public)
     app[OPENAPI_DOCUMENT] = json.dumps(openapi.build_document(routes)).encode()
     app[URL_SIGNER] = UrlSigner.from_config(services.cfg.http.url_signing_key,

@@ -45,14 +45,14 @@ async def login(request: web.Request) -> web.Response:
     body = parse(LoginRequest, await read_json_object(request))
     limiter = request.app[LOGIN_LIMITER]
     address = client_address(request)
-    limiter.check(body.login, address)
+    await limiter.check(body.login, address)
     result = await agents.verify_login(request.app[SERVICES].pool, body.login, body.password)
     if result.deactivated:
         raise AuthError("this account is deactivated", code="account_deactivated")
     if not result.ok:
-        limiter.failure(body.login, address)
+        await limiter.failure(body.login, address)
         raise AuthError(WRONG, code="invalid_credentials")
-    limiter.success(body.login)
+    await limiter.success(body.login)
     out: dict[str, object] = {"must_change_password": result.must_change_password}
     if result.user_id is not None:
         out["user_id"] = result.user_id
@@ -63,15 +63,15 @@ async def change_password(request: web.Request) -> web.Response:
     body = parse(ChangePasswordRequest, await read_json_object(request))
     limiter = request.app[LOGIN_LIMITER]
     address = client_address(request)
-    limiter.check(body.login, address)
+    await limiter.check(body.login, address)
     services = request.app[SERVICES]
     try:
         await run(services.pool, agents.change_own_password, services.cfg, body.login,
                                          body.old_password, body.new_password)
     except AuthError:
-        limiter.failure(body.login, address)
+        await limiter.failure(body.login, address)
         raise AuthError(WRONG, code="invalid_credentials") from None
-    limiter.success(body.login)
+    await limiter.success(body.login)
     return web.Response(status=204)
 
 

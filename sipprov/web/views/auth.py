@@ -47,7 +47,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     ctx = {"next": next_page, "login": login_name}
     services = pages.services(request)
     try:
-        limiter.check(login_name, address)
+        await limiter.check(login_name, address)
     except RateLimitedError as exc:
         wait = max(1, math.ceil(exc.retry_after))
         ctx["error"] = _("Too many failed logins. Try again in %(seconds)s s.") % {"seconds": wait}
@@ -60,10 +60,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         ctx["error"] = _("This account is deactivated. Ask an administrator.")
         return pages.render(request, "web/login.html", ctx, status=403)
     if not result.ok or result.user_id is None:
-        limiter.failure(login_name, address)
+        await limiter.failure(login_name, address)
         ctx["error"] = _("Wrong login or password.")
         return pages.render(request, "web/login.html", ctx, status=401)
-    limiter.success(login_name)
+    await limiter.success(login_name)
     # No language of its own: the session speaks the user's until they switch it.
     value = await sessions.start(services.pool, result.user_id, None)
     target = "/password" if result.must_change_password else (next_page or "/")
@@ -103,19 +103,19 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     services = pages.services(request)
     if not errors:
         try:
-            limiter.check(user.login, address)
+            await limiter.check(user.login, address)
             await run(services.pool, agents.change_own_password, services.cfg, user.login, old, new)
         except RateLimitedError as exc:
             errors["old_password"] = _("Too many failed logins. Try again in %(seconds)s s.") % {
                 "seconds": max(1, math.ceil(exc.retry_after))}
         except AuthError:
-            limiter.failure(user.login, address)
+            await limiter.failure(user.login, address)
             errors["old_password"] = _("The current password is wrong.")
         except SipprovError as exc:
             errors[exc.field or "new_password"] = pages.service_message(request, exc)
     if errors:
         return pages.render(request, "web/password.html", {"errors": errors}, status=422)
-    limiter.success(user.login)
+    await limiter.success(user.login)
     await sessions.end_others(services.pool, user)
     return pages.redirect(home_for(user) + "?done=password")
 
