@@ -187,6 +187,14 @@ class AsteriskConfig:
     rewrite_contact: bool = True
     max_contacts: Annotated[int, Field(ge=1, le=100)] = 1
     remove_existing: bool = True
+    # Phones reach Asterisk through a SIP front that adds a Path header (Kamailio,
+    # docs/scale-out.md): AORs get support_path=yes, so a call to a phone goes back
+    # through the front that received its REGISTER.
+    support_path: bool = False
+    # Registrations (contacts) in PostgreSQL (asterisk.ps_contacts) instead of each
+    # Asterisk's astdb: every node reaches a phone registered through any other
+    # (realtime backend only; one PostgreSQL write per REGISTER; docs/scale-out.md).
+    shared_contacts: bool = False
     # Dialplan contexts.
     internal_context: str = "sipprov-internal"
     outbound_context: str = "sipprov-outbound"

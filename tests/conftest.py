@@ -19,7 +19,7 @@ import pytest
 from sipprov import config as config_mod
 from sipprov.db import database
 
-pytest_plugins = ["tests.pbx_fixtures"]
+pytest_plugins = ["tests.pbx_fixtures", "tests.cluster_fixtures"]
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -101,12 +101,13 @@ def pbx_config() -> Config:
 
 def _reap_stale_instances(cfg: Config) -> None:
     """Stop and delete the instances of test sessions that died without cleaning up
-    (test-<pid> whose pytest process is gone), so they do not pile up."""
+    (test-<pid>, and its nodes test-<pid>-<node>, whose pytest process is gone), so
+    they do not pile up."""
     base = cfg.pbx.instance_dir.parent
     if not base.is_dir():
         return
     for folder in base.glob("test-*"):
-        pid = folder.name.removeprefix("test-")
+        pid = folder.name.removeprefix("test-").split("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
             continue
         stale = copy.deepcopy(cfg)

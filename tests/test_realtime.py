@@ -156,6 +156,15 @@ async def test_asterisk_role_reads_only_the_views(make_env: EnvFactory, db_dsn: 
             for privilege in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
                 assert not await conn.fetchval("SELECT has_table_privilege($1, $2)",
                                                view, privilege)
+        # the one table it writes: the shared registrations (migration 013)
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            assert await conn.fetchval("SELECT has_table_privilege('ps_contacts', $1)",
+                                       privilege)
+        for privilege in ("TRUNCATE", "REFERENCES", "TRIGGER"):
+            assert not await conn.fetchval("SELECT has_table_privilege('ps_contacts', $1)",
+                                           privilege)
+        await conn.execute("INSERT INTO ps_contacts (id, uri) VALUES ('1^3B@x', 'sip:x')")
+        assert await conn.fetchval("DELETE FROM ps_contacts RETURNING id") == "1^3B@x"
         # no plaintext password column anywhere Asterisk can read
         columns = await conn.fetch(
             "SELECT table_name, column_name FROM information_schema.columns"

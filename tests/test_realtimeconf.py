@@ -40,6 +40,18 @@ def test_command_prints_what_asterisk_needs(tmp_path: Path,
     assert "endpoint = config,pjsip.conf,criteria=type=endpoint" in out
 
 
+def test_shared_contacts_and_path_lines(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config_mod.Config()
+    assert "contact" not in realtimeconf.sorcery_conf(cfg)
+    assert "ps_contacts => pgsql,general" in realtimeconf.extconfig_conf()
+    extra = "shared_contacts = true\nsupport_path = true\n"
+    assert main(["-c", str(_conf(tmp_path, extra)), "asterisk", "realtime-config"]) == 0
+    out = capsys.readouterr().out
+    assert "contact = realtime,ps_contacts" in out
+    assert "load => res_pjsip_path.so" in out
+
+
 def test_cache_lines_and_socket_dsn() -> None:
     cfg = config_mod.Config()
     cfg.asterisk.realtime_cache = True

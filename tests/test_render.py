@@ -112,6 +112,13 @@ def test_pjsip_sections_and_keys(pure_cfg: Config) -> None:
     assert auth103.one("realm") == pure_cfg.asterisk.sip_realm
 
 
+def test_support_path_behind_a_sip_front(pure_cfg: Config) -> None:
+    pure_cfg.asterisk = dataclasses.replace(pure_cfg.asterisk, support_path=True)
+    pj = parsed(render(sample(), pure_cfg))["pjsip.conf"]
+    aors = [s for s in pj.sections if s.one("type") == "aor"]
+    assert aors and all(a.one("support_path") == "yes" for a in aors)
+
+
 def test_never_a_plaintext_password_line(pure_cfg: Config) -> None:
     pj = parsed(render(sample(), pure_cfg))["pjsip.conf"]
     for section in pj.sections:

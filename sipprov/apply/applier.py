@@ -339,7 +339,8 @@ class Applier:
         self._config_version = max(self._config_version, snap.version)
         req = ApplyRequest(force=force, pending=snap.version > self._applied_version,
                            ami=self.ami.get, count_reload=self._stats.count_reload,
-                           phases=phases, quarantine=self._record_quarantine)
+                           phases=phases, quarantine=self._record_quarantine,
+                           db=self._db_for_backend)
         done = await self.backend.apply(snap, req)
         if done.noop:
             return ApplyResult(snap.version, [], [], _ms(t0), noop=True)
@@ -356,6 +357,13 @@ class Applier:
                  ", ".join(done.reloaded) or "nothing",
                  ", ".join(f"{k} {v} ms" for k, v in phases.items()))
         return ApplyResult(snap.version, done.changed, done.reloaded, ms)
+
+    async def _db_for_backend(self) -> asyncpg.Connection:
+        try:
+            return await self.db.get()
+        except DB_ERRORS as exc:
+            await self.db.release()
+            raise Unavailable(f"database: {exc}") from exc
 
     # ------------------------------------------------------------------ state
 

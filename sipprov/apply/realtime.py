@@ -25,6 +25,7 @@ from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
 from sipprov.apply.snapshot import AgentConf, Snapshot
 from sipprov.config import Config
+from sipprov.db.sql import contacts as contacts_sql
 from sipprov.db.sql import realtime as realtime_sql
 
 log = logging.getLogger(__name__)
@@ -96,18 +97,23 @@ async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None)
 
 
 async def end_registrations(ami: AmiClient, extensions: set[int],
-                            devstate: bool = False) -> int:
+                            devstate: bool = False,
+                            db: asyncpg.Connection | None = None) -> int:
     """Remove the contacts of these AORs: their phones stop receiving calls now.
     devstate: also mark their Custom device state unavailable (realtime queue members).
-    Returns how many contacts were removed."""
+    db: the registrations are shared (asterisk.ps_contacts): delete the rows there,
+    which ends them on every node at once. Returns how many contacts were removed."""
     if not extensions:
         return 0
     names = {str(e) for e in extensions}
     removed = 0
-    for contact in await ami.pjsip_contacts():
-        if contact.get("Aor") in names:
-            await ami.remove_contact(contact["ObjectName"])
-            removed += 1
+    if db is not None:
+        removed = await contacts_sql.delete_for_aors(db, sorted(names))
+    else:
+        for contact in await ami.pjsip_contacts():
+            if contact.get("Aor") in names:
+                await ami.remove_contact(contact["ObjectName"])
+                removed += 1
     if devstate:
         for ext in sorted(extensions):
             await ami.set_device_state(f"Custom:sipprov{ext}", "UNAVAILABLE")
@@ -118,14 +124,17 @@ async def end_registrations(ami: AmiClient, extensions: set[int],
 
 
 async def end_gone_registrations(ami: AmiClient, before: dict[int, AgentConf] | None,
-                                 snap: Snapshot, devstate: bool = False) -> set[int]:
+                                 snap: Snapshot, devstate: bool = False,
+                                 db: asyncpg.Connection | None = None) -> set[int]:
     """After `snap` is live: end the registrations of agents whose credentials went away
     since `before` (what Asterisk was last verified to hold; None: unknown, nothing)."""
     if before is None:
         return set()
     changes = diff(before, {a.extension: a for a in snap.agents})
     try:
-        await end_registrations(ami, set(changes.credentials_gone), devstate)
+        await end_registrations(ami, set(changes.credentials_gone), devstate, db)
+    except asyncpg.PostgresError as exc:
+        raise Unavailable(f"database: ending registrations: {exc}") from exc
     except AmiError as exc:
         if not ami.connected:
             raise Unavailable(str(exc)) from exc

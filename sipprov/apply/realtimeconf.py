@@ -31,6 +31,9 @@ MODULES = (
 # Sorcery object type -> the realtime family (view) it is read from.
 FAMILIES = {"endpoint": "ps_endpoints", "auth": "ps_auths", "aor": "ps_aors"}
 QUEUE_FAMILIES = ("queue_members", "queues")
+# Registrations, when shared between nodes (asterisk.shared_contacts): the one
+# relation Asterisk writes (migration 013).
+CONTACTS_FAMILY = "ps_contacts"
 # The memory cache names, one per object type: AMI SorceryMemoryCacheExpireObject
 # takes one of these.
 CACHE_NAMES = {"endpoint": "sipprov_endpoint", "auth": "sipprov_auth", "aor": "sipprov_aor"}
@@ -114,6 +117,7 @@ def extconfig_conf() -> str:
     lines = ["[settings]"]
     lines += [f"{family} => pgsql,general" for family in FAMILIES.values()]
     lines += [f"{family} => pgsql,general" for family in QUEUE_FAMILIES]
+    lines.append(f"{CONTACTS_FAMILY} => pgsql,general")
     return "\n".join(lines) + "\n"
 
 
@@ -132,7 +136,8 @@ def res_pgsql_conf(link: DbLink, show_password: bool = True) -> str:
 
 
 def sorcery_conf(cfg: Config, with_files: bool = True) -> str:
-    """[res_pjsip]: the agents from the realtime views, with an optional memory cache.
+    """[res_pjsip]: the agents from the realtime views, with an optional memory cache;
+    with asterisk.shared_contacts the registrations in asterisk.ps_contacts.
 
     with_files: pjsip.conf's objects first (the files backend's agents, when it is the
     one in use; the realtime views are empty then), so one Asterisk serves both
@@ -149,6 +154,9 @@ def sorcery_conf(cfg: Config, with_files: bool = True) -> str:
                 f"{int(ast.realtime_cache_lifetime_s)},expire_on_reload=yes,"
                 f"name={CACHE_NAMES[kind]}")
         lines.append(f"{kind} = realtime,{family}")
+    if ast.shared_contacts:
+        # every node reads and writes the same registrations (default: astdb)
+        lines.append(f"contact = realtime,{CONTACTS_FAMILY}")
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +178,8 @@ def operator_config(cfg: Config, link: DbLink, show_password: bool = False,
         + res_pgsql_conf(link, show_password) + "\n"
         "; --- sorcery.conf\n" + sorcery_conf(cfg, with_files=with_files) + "\n"
         "; --- modules.conf ([modules]; with autoload = yes they load anyway)\n"
-        + modules_conf_lines() + "load => func_devstate.so\n\n"
+        + modules_conf_lines() + "load => func_devstate.so\n"
+        + ("load => res_pjsip_path.so\n" if cfg.asterisk.support_path else "") + "\n"
         "; --- manager.conf: sipprov's AMI user also reads security events\n"
         "; (registrations of agents created after Asterisk started)\n"
         f"; [{cfg.asterisk.ami_user}]\n"

@@ -201,6 +201,7 @@ class Settings:
     rewrite_contact: bool
     max_contacts: int
     remove_existing: bool
+    support_path: bool
     outbound_dial: Trusted
     ring_timeout_s: int
     realm: str
@@ -255,6 +256,7 @@ class Settings:
             rewrite_contact=bool(ast.rewrite_contact),
             max_contacts=int(ast.max_contacts),
             remove_existing=bool(ast.remove_existing),
+            support_path=bool(ast.support_path),
             outbound_dial=dial,
             ring_timeout_s=int(ast.ring_timeout_s),
             realm=ast.sip_realm,

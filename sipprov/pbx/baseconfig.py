@@ -34,6 +34,8 @@ MODULES = (
     "res_pjsip_nat.so",
     "res_pjsip_caller_id.so",
     "res_pjsip_logger.so",
+    # Path headers from a SIP front (Kamailio; AORs with support_path=yes)
+    "res_pjsip_path.so",
     "chan_pjsip.so",
     "func_pjsip_endpoint.so",
     # media

@@ -47,6 +47,9 @@ class ApplyRequest:
     # Called once per apply, right after rendering, with every agent and queue the
     # render left out (the applier records them; an empty list releases them all).
     quarantine: Callable[[list[Quarantined]], Awaitable[None]] = _no_quarantine
+    # The applier's own database connection (raises Unavailable): the shared
+    # registrations (asterisk.ps_contacts) are ended there, not over AMI.
+    db: Callable[[], Awaitable[asyncpg.Connection]] | None = None
 
 
 @dataclass

@@ -117,8 +117,12 @@ class FilesBackend:
         """`snap`'s agents are live: end the registrations of agents whose credentials
         went away (a rotated password, a deleted or deactivated agent)."""
         t = time.monotonic()
+        # shared registrations are rows in PostgreSQL: ended there, on every node
+        db = (await req.db() if self.cfg.asterisk.shared_contacts and req.db is not None
+              and self.verifier.agents is not None else None)
         ended = await realtime_mod.end_gone_registrations(
-            ami, self.verifier.agents, snap, devstate=self.cfg.asterisk.backend == "realtime")
+            ami, self.verifier.agents, snap, devstate=self.cfg.asterisk.backend == "realtime",
+            db=db)
         if ended and self.on_registrations_ended is not None:
             self.on_registrations_ended(ended)
         req.phases["registrations"] = _ms(t)

@@ -24,6 +24,7 @@ class ViewSettings:
     max_contacts: int
     remove_existing: bool
     realm: str
+    support_path: bool
 
 
 # Only writes (and so only wakes Asterisk's next lookup) when something differs.
@@ -31,11 +32,11 @@ UPDATE_SETTINGS = (
     "UPDATE realtime_settings SET enabled = $1, transport = $2, internal_context = $3,"
     " outbound_context = $4, codecs = $5, direct_media = $6, rtp_symmetric = $7,"
     " force_rport = $8, rewrite_contact = $9, max_contacts = $10, remove_existing = $11,"
-    " realm = $12, updated_at = now()"
+    " realm = $12, support_path = $13, updated_at = now()"
     " WHERE id = 1 AND (enabled, transport, internal_context, outbound_context, codecs,"
     " direct_media, rtp_symmetric, force_rport, rewrite_contact, max_contacts,"
-    " remove_existing, realm) IS DISTINCT FROM"
-    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " remove_existing, realm, support_path) IS DISTINCT FROM"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     " RETURNING id"
 )
 
@@ -61,7 +62,7 @@ async def update_settings(conn: asyncpg.Connection, s: ViewSettings) -> bool:
     row = await conn.fetchval(
         UPDATE_SETTINGS, s.enabled, s.transport, s.internal_context, s.outbound_context,
         s.codecs, s.direct_media, s.rtp_symmetric, s.force_rport, s.rewrite_contact,
-        s.max_contacts, s.remove_existing, s.realm)
+        s.max_contacts, s.remove_existing, s.realm, s.support_path)
     return row is not None
 
 

@@ -1,0 +1,163 @@
+"""pytest plugin: two Asterisk nodes sharing one PostgreSQL (issue 15).
+
+Two more named instances of the development PBX root (sipprov/pbx/instance.py), each
+with its own AMI and SIP ports, both with the realtime backend and shared contacts
+(asterisk.ps_contacts): they are started once per test module and reused; each test
+points both at its own database (as tests/test_realtime.py does with the session's
+PBX). The applier of a test runs against node 1 and writes node 1's generated files;
+node 2 gets the same files (the realtime render: static dialplan, queues.conf) copied
+and reloaded, which is what a per-node apply will do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sipprov import pbx as pbx_mod
+from sipprov.agents import extensions
+from sipprov.apply import render as render_mod
+from sipprov.apply.ami import AmiClient
+from sipprov.apply.applier import Applier
+from sipprov.apply.backends.files import FilesBackend
+from sipprov.apply.phones import PhoneTracker
+from sipprov.config import Config
+from sipprov.db import database
+from tests.pbx_fixtures import (
+    _free_port,
+    _idle_database,
+    _unavailable,
+    clean_asterisk,
+    point_realtime_at,
+)
+
+NODE_NAMES = ("n1", "n2")
+
+
+def node_config(base: Config, name: str, dsn: str) -> Config:
+    """A node: its own instance of the root, free ports, realtime with shared contacts
+    and Path support (phones may register through a SIP front)."""
+    cfg = copy.deepcopy(base)
+    ami_port, sip_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    cfg.pbx = dataclasses.replace(base.pbx, instance=f"{base.pbx.instance}-{name}",
+                                  sip_port=sip_port)
+    cfg.asterisk = dataclasses.replace(
+        base.asterisk, ami_port=ami_port, sip_server=f"127.0.0.1:{sip_port}",
+        backend="realtime", shared_contacts=True, support_path=True, config_dir=None)
+    cfg.database = dataclasses.replace(base.database, dsn=dsn)
+    return cfg
+
+
+def _start_clean(cfg: Config) -> None:
+    pbx_mod.stop(cfg)
+    shutil.rmtree(cfg.pbx.instance_dir, ignore_errors=True)
+    pbx_mod.start(cfg)
+
+
+def _remove(cfg: Config) -> None:
+    pbx_mod.stop(cfg)
+    shutil.rmtree(cfg.pbx.instance_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nodes(pbx: pbx_mod.PbxStatus, pbx_config: Config, pg_base_dsn: str,
+          pg_template: str) -> Iterator[list[Config]]:
+    """Two running nodes (started clean per module, stopped and removed after)."""
+    name = f"sipprov_nodes_{pbx_config.pbx.instance.replace('-', '_')}"
+    idle = asyncio.run(_idle_database(pg_base_dsn, pg_template, name))
+    made = [node_config(pbx_config, n, idle) for n in NODE_NAMES]
+    try:
+        for cfg in made:
+            _start_clean(cfg)
+    except pbx_mod.PbxError as exc:
+        for cfg in made:
+            _remove(cfg)
+        _unavailable(str(exc))
+    try:
+        yield made
+    finally:
+        for cfg in made:
+            _remove(cfg)
+
+
+@dataclass
+class Cluster:
+    """Both nodes on one test database, an applier and phone tracker on node 1."""
+
+    nodes: list[Config]
+    dsn: str
+    pool: asyncpg.Pool
+    applier: Applier
+    phones: PhoneTracker
+    extra: list[Applier] = field(default_factory=list)
+
+    @property
+    def cfg(self) -> Config:
+        return self.nodes[0]
+
+    def sip_port(self, node: int) -> int:
+        return self.nodes[node].pbx.sip_port
+
+    async def sync_files(self) -> None:
+        """Node 2 gets node 1's generated files (realtime render) and reloads them."""
+        src, dst = Path(self.nodes[0].generated_dir), Path(self.nodes[1].generated_dir)
+        for name in render_mod.FILES:
+            pbx_mod.write_atomic(dst / name, (src / name).read_text(),
+                                 self.nodes[1].security.file_mode)
+        async with AmiClient(self.nodes[1].asterisk) as ami:
+            for module in render_mod.MODULE_FOR_FILE.values():
+                await ami.reload(module)
+
+
+async def wait_first_apply(applier: Applier, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = applier.status()
+        if st["applies"] >= 1 and not st["busy"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")
+
+
+@pytest.fixture
+async def cluster(nodes: list[Config], db_dsn: str) -> AsyncIterator[Cluster]:
+    for node in nodes:
+        await point_realtime_at(node, db_dsn)
+    cfg = copy.deepcopy(nodes[0])
+    cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
+    cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=20,
+                                      backoff_min_s=0.2, backoff_max_s=1.0)
+    pool = await database.create_pool(db_dsn, cfg.database)
+    async with pool.acquire() as conn:
+        await extensions.sync_pool(conn, cfg.extensions)
+    applier = Applier(pool, cfg)
+    phones = PhoneTracker(cfg)
+    assert isinstance(applier.backend, FilesBackend)
+    applier.backend.on_registrations_ended = phones.forget
+    await applier.start()
+    await phones.start()
+    made = Cluster([cfg, nodes[1]], db_dsn, pool, applier, phones)
+    try:
+        await wait_first_apply(applier)
+        await made.sync_files()
+        yield made
+    finally:
+        await phones.stop()
+        await applier.stop()
+        for extra in made.extra:
+            await extra.stop()
+        await pool.close()
+        for node in nodes:
+            await clean_asterisk(node)
+            await point_realtime_at(node, node.database.dsn)
+

@@ -1,0 +1,141 @@
+"""Several Asterisk nodes on one PostgreSQL (issue 15), all real processes on loopback:
+two instances of the development PBX root with shared contacts (asterisk.ps_contacts),
+SIPp phones. A phone registered through one node is reached by a call placed on the
+other; sipprov ends registrations on every node at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+from sipprov.agents import service as agents
+from sipprov.agents.models import AgentCreate, AgentUpdate
+from sipprov.apply.ami import AmiClient
+from sipprov.db.transaction import run
+from sipprov.http.agents import registration
+from sipprov.pbx import sipp
+from tests.cluster_fixtures import Cluster
+
+pytestmark = pytest.mark.pbx
+
+HOST = "127.0.0.1"
+APPLY_TIMEOUT = 60.0
+
+
+def _letters(n: int) -> str:
+    return "".join("abcdefghij"[int(d)] for d in str(n))
+
+
+async def _create(c: Cluster, n: int, **kw) -> agents.AgentCreated:
+    body = AgentCreate(first_name="Agent", last_name=f"Node{_letters(n)}",
+                       email=f"node{n}@example.com", login=f"node{n}", **kw)
+    created = await run(c.pool, agents.create_agent, c.cfg, body, "test")
+    assert created.sip is not None
+    return created
+
+
+async def _applied(c: Cluster, version: int | None) -> None:
+    assert version is not None
+    ok = await c.applier.wait_applied(version, APPLY_TIMEOUT)
+    assert ok, f"version {version} not applied: {c.applier.status()}"
+
+
+async def _rows(c: Cluster, aor: str) -> list[asyncpg.Record]:
+    async with c.pool.acquire() as conn:
+        return await conn.fetch(
+            "SELECT id, uri, reg_server, path FROM asterisk.ps_contacts"
+            " WHERE id LIKE $1 || '^3B@%'", aor)
+
+
+async def _node_contacts(c: Cluster, node: int, aor: str) -> list[dict[str, str]]:
+    async with AmiClient(c.nodes[node].asterisk) as ami:
+        return [x for x in await ami.pjsip_contacts() if x.get("Aor") == aor]
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_registration_through_one_node_is_seen_by_every_node(cluster: Cluster) -> None:
+    a = await _create(cluster, 1)
+    await _applied(cluster, a.config_version)
+    assert a.sip
+    reg = await sipp.register(HOST, cluster.sip_port(1), a.sip.username, a.sip.password,
+                              expires=600)
+    assert reg.ok, reg
+    (row,) = await _rows(cluster, a.sip.username)
+    assert row["reg_server"] == f"sipprov-{cluster.nodes[1].pbx.instance}"
+    assert row["uri"].startswith(f"sip:{a.sip.username}@127.0.0.1:")
+    for node in (0, 1):
+        (shown,) = await _node_contacts(cluster, node, a.sip.username)
+        assert shown["Uri"] == row["uri"]
+    await sipp.unregister(HOST, cluster.sip_port(1), a.sip.username, a.sip.password)
+    assert await _rows(cluster, a.sip.username) == []
+
+
+async def test_call_placed_on_node_1_reaches_a_phone_registered_via_node_2(
+        cluster: Cluster) -> None:
+    """The issue's test: A's SIPp registered via node 1, B's SIPp UAS registered via
+    node 2; A calls B's extension on node 1; B answers."""
+    a = await _create(cluster, 1)
+    b = await _create(cluster, 2)
+    await _applied(cluster, b.config_version)
+    assert a.sip and b.sip
+    assert (await sipp.register(HOST, cluster.sip_port(0), a.sip.username, a.sip.password,
+                                expires=600)).ok
+    async with await sipp.start_uas(HOST, cluster.sip_port(1), b.sip.username,
+                                    b.sip.password, timeout=25) as phone:
+        (row,) = await _rows(cluster, b.sip.username)
+        assert row["reg_server"] == f"sipprov-{cluster.nodes[1].pbx.instance}"
+        result = await sipp.call(HOST, cluster.sip_port(0), a.sip.username, a.sip.password,
+                                 b.sip.username, hold_s=0.3, timeout=20)
+        assert result.ok, result
+        assert await phone.wait(10), "B's phone did not answer the call from node 1"
+    await sipp.unregister(HOST, cluster.sip_port(0), a.sip.username, a.sip.password)
+    await sipp.unregister(HOST, cluster.sip_port(1), b.sip.username, b.sip.password)
+
+
+async def test_rotation_delete_and_deactivation_end_shared_registrations(
+        cluster: Cluster) -> None:
+    """The applier (on node 1) ends registrations made through node 2: the rows go, so
+    no node reaches the phone any more."""
+    a = await _create(cluster, 1)
+    b = await _create(cluster, 2)
+    c = await _create(cluster, 3)
+    await _applied(cluster, c.config_version)
+    assert a.sip and b.sip and c.sip
+    for s in (a.sip, b.sip, c.sip):
+        assert (await sipp.register(HOST, cluster.sip_port(1), s.username, s.password,
+                                    expires=600)).ok
+    await _until(lambda: cluster.phones.connected)
+
+    new_sip, version = await run(cluster.pool, agents.rotate_sip_password, cluster.cfg,
+                                 a.agent.id, None, "test")
+    await _applied(cluster, version)
+    assert await _rows(cluster, a.sip.username) == []
+    assert await _node_contacts(cluster, 1, a.sip.username) == []
+    assert await _rows(cluster, b.sip.username), "another agent's registration went too"
+    old = await sipp.register(HOST, cluster.sip_port(1), a.sip.username, a.sip.password)
+    assert not old.ok and old.status in (401, 403), old
+    assert (await sipp.register(HOST, cluster.sip_port(1), new_sip.username,
+                                new_sip.password)).ok
+
+    version = await run(cluster.pool, agents.delete_agent, cluster.cfg, b.agent.id, "test")
+    await _applied(cluster, version)
+    assert await _rows(cluster, b.sip.username) == []
+
+    off = await run(cluster.pool, agents.update_agent, cluster.cfg, c.agent.id,
+                    AgentUpdate(active=False), "test")
+    await _applied(cluster, off.config_version)
+    assert await _rows(cluster, c.sip.username) == []
+    assert registration(cluster.phones, c.agent.extension) == {"registered": False,
+                                                               "contacts": []}
+    await sipp.unregister(HOST, cluster.sip_port(1), new_sip.username, new_sip.password)
