@@ -29,7 +29,7 @@ def test_command_prints_what_asterisk_needs(tmp_path: Path,
                  "dbuser = sipprov_asterisk", "endpoint = realtime,ps_endpoints",
                  "auth = realtime,ps_auths", "aor = realtime,ps_aors",
                  "load => res_config_pgsql.so", "load => res_sorcery_realtime.so",
-                 "load => func_devstate.so"):
+                 "load => func_devstate.so", "; disable_multi_domain = yes"):
         assert line in out, line
     assert "pw-Secret-42" not in out and "dbpass = <password>" in out
     assert "config,pjsip.conf" not in out
@@ -108,7 +108,8 @@ def test_which_agents_lose_their_registrations() -> None:
 
 
 async def test_asterisk_lookups_use_an_index(db_dsn: str) -> None:
-    """Asterisk's lookup by id must not scan every user (O(N) per REGISTER)."""
+    """Asterisk's lookup by id must not scan every row (O(N) per REGISTER), nor may the
+    triggers' refresh of one agent scan every user (O(N) per change)."""
     import asyncpg
 
     conn = await asyncpg.connect(db_dsn)
@@ -117,6 +118,9 @@ async def test_asterisk_lookups_use_an_index(db_dsn: str) -> None:
         for view in ("ps_endpoints", "ps_auths", "ps_aors"):
             plan = "\n".join(r[0] for r in await conn.fetch(
                 f"EXPLAIN SELECT * FROM asterisk.{view} WHERE id = '101'"))
+            assert f"{view}_pkey" in plan, plan
+            plan = "\n".join(r[0] for r in await conn.fetch(
+                f"EXPLAIN SELECT * FROM asterisk_src.{view} WHERE id = ANY(ARRAY['101'])"))
             assert "users_extension_text_idx" in plan, plan
     finally:
         await conn.close()
