@@ -149,7 +149,7 @@ async def test_asterisk_role_reads_only_the_views(make_env: EnvFactory, db_dsn: 
         assert await conn.fetchval("SELECT count(*) FROM ps_endpoints") == 1
         for table in ("public.users", "public.api_tokens", "public.audit_log",
                       "public.avatars", "public.realtime_settings", "public.config_state",
-                      # the definitions behind the tables Asterisk reads (migration 012)
+                      # the definitions behind the tables Asterisk reads (migration 016)
                       "asterisk_src.agents", "asterisk_src.ps_auths"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.fetch(f"SELECT * FROM {table} LIMIT 1")

@@ -1,4 +1,4 @@
-"""The tables Asterisk reads (migration 012) always equal their definition (the
+"""The tables Asterisk reads (migration 016) always equal their definition (the
 asterisk_src views), whatever changes an agent: the triggers rewrite them in the same
 transaction. Real PostgreSQL, no Asterisk needed."""
 
