@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_debs=(debootstrap sip-tester ca-certificates chromium chromium-driver)
+want_debs=(debootstrap sip-tester ca-certificates chromium chromium-driver kamailio)
 # Debian's python3 needs python3-venv for `python3 -m venv`.
 case "$(command -v python3 || true)" in
     ""|/usr/bin/python3) want_debs+=(python3 python3-venv python3-pip) ;;

@@ -33,6 +33,7 @@ from sipprov.apply.backends.files import FilesBackend
 from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
 from sipprov.db import database
+from sipprov.pbx import front as front_mod
 from tests.pbx_fixtures import (
     _free_port,
     _idle_database,
@@ -46,14 +47,17 @@ NODE_NAMES = ("n1", "n2")
 
 def node_config(base: Config, name: str, dsn: str) -> Config:
     """A node: its own instance of the root, free ports, realtime with shared contacts
-    and Path support (phones may register through a SIP front)."""
+    and Path support (phones may register through a SIP front), no Contact rewriting."""
     cfg = copy.deepcopy(base)
     ami_port, sip_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
     cfg.pbx = dataclasses.replace(base.pbx, instance=f"{base.pbx.instance}-{name}",
                                   sip_port=sip_port)
     cfg.asterisk = dataclasses.replace(
         base.asterisk, ami_port=ami_port, sip_server=f"127.0.0.1:{sip_port}",
-        backend="realtime", shared_contacts=True, support_path=True, config_dir=None)
+        backend="realtime", shared_contacts=True, support_path=True, config_dir=None,
+        # behind a front, the REGISTER's source is the front: the phone's own Contact
+        # must be kept (the front's Path carries its real address)
+        rewrite_contact=False)
     cfg.database = dataclasses.replace(base.database, dsn=dsn)
     return cfg
 
@@ -90,6 +94,25 @@ def nodes(pbx: pbx_mod.PbxStatus, pbx_config: Config, pg_base_dsn: str,
             _remove(cfg)
 
 
+@pytest.fixture(scope="module")
+def front(nodes: list[Config], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[front_mod.Front]:
+    """Kamailio (templates/kamailio/kamailio.cfg) on a free loopback port in front of
+    both nodes, probing them every second; stopped after the module."""
+    if not shutil.which("kamailio"):
+        _unavailable("kamailio is not installed (apt-get install kamailio)")
+    folder = tmp_path_factory.mktemp("front")
+    try:
+        running = front_mod.start(folder, _free_port(socket.SOCK_DGRAM),
+                                  [front_mod.Node("127.0.0.1", n.pbx.sip_port) for n in nodes])
+    except pbx_mod.PbxError as exc:
+        _unavailable(str(exc))
+    try:
+        yield running
+    finally:
+        front_mod.stop(running)
+
+
 @dataclass
 class Cluster:
     """Both nodes on one test database, an applier and phone tracker on node 1."""
@@ -117,6 +140,17 @@ class Cluster:
         async with AmiClient(self.nodes[1].asterisk) as ami:
             for module in render_mod.MODULE_FOR_FILE.values():
                 await ami.reload(module)
+
+
+    async def restart(self, node: int) -> None:
+        """Start a killed node again on this test's database."""
+        await asyncio.to_thread(pbx_mod.start, self.nodes[node])
+        await point_realtime_at(self.nodes[node], self.dsn)
+
+    def node_of(self, reg_server: str) -> int:
+        """Which node took a registration (ps_contacts.reg_server is its systemname)."""
+        names = [f"sipprov-{n.pbx.instance}" for n in self.nodes]
+        return names.index(reg_server)
 
 
 async def wait_first_apply(applier: Applier, timeout: float = 30) -> None:
@@ -158,6 +192,8 @@ async def cluster(nodes: list[Config], db_dsn: str) -> AsyncIterator[Cluster]:
             await extra.stop()
         await pool.close()
         for node in nodes:
+            if not pbx_mod.status(node).running:  # a test killed it
+                await asyncio.to_thread(pbx_mod.start, node)
             await clean_asterisk(node)
             await point_realtime_at(node, node.database.dsn)
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
+from sipprov import pbx as pbx_mod
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate
 from sipprov.apply.ami import AmiClient
 from sipprov.db.transaction import run
 from sipprov.http.agents import registration
+from sipprov.pbx import front as front_mod
 from sipprov.pbx import sipp
 from tests.cluster_fixtures import Cluster
 
@@ -139,3 +141,85 @@ async def test_rotation_delete_and_deactivation_end_shared_registrations(
     assert registration(cluster.phones, c.agent.extension) == {"registered": False,
                                                                "contacts": []}
     await sipp.unregister(HOST, cluster.sip_port(1), new_sip.username, new_sip.password)
+
+
+# ----------------------------------------------------------------------------- the front
+
+
+async def _dispatcher(front: front_mod.Front, uri: str, state: str,
+                      timeout: float = 15.0) -> None:
+    """Wait until the front's dispatcher has `uri` in `state` ("A" active, "I"
+    inactive): what its OPTIONS probing concluded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flags = (await asyncio.to_thread(front_mod.destinations, front)).get(uri, "")
+        if flags.startswith(state):
+            return
+        assert time.monotonic() < deadline, f"{uri} is {flags!r}, not {state!r}"
+        await asyncio.sleep(0.2)
+
+
+async def test_phones_register_and_are_called_through_the_front(
+        cluster: Cluster, front: front_mod.Front) -> None:
+    a = await _create(cluster, 1)
+    b = await _create(cluster, 2)
+    await _applied(cluster, b.config_version)
+    assert a.sip and b.sip
+    for node in cluster.nodes:
+        await _dispatcher(front, f"sip:127.0.0.1:{node.pbx.sip_port}", "A")
+    assert (await sipp.register(HOST, front.port, a.sip.username, a.sip.password,
+                                expires=600)).ok
+    async with await sipp.start_uas(HOST, front.port, b.sip.username, b.sip.password,
+                                    timeout=25) as phone:
+        (row,) = await _rows(cluster, b.sip.username)
+        # the node stored the front's Path, with the phone's real address in it
+        assert f"127.0.0.1:{front.port}" in row["path"], row
+        assert f"received=sip:127.0.0.1:{phone.port}" in row["path"], row
+        result = await sipp.call(HOST, front.port, a.sip.username, a.sip.password,
+                                 b.sip.username, hold_s=0.3, timeout=20)
+        assert result.ok, result
+        assert await phone.wait(10), "B's phone did not answer through the front"
+    await sipp.unregister(HOST, front.port, a.sip.username, a.sip.password)
+    await sipp.unregister(HOST, front.port, b.sip.username, b.sip.password)
+
+
+async def test_a_killed_node_is_taken_out_and_phones_come_back_through_the_other(
+        cluster: Cluster, front: front_mod.Front) -> None:
+    """SIGKILL the node a phone registered through: the front's probing marks it
+    inactive, the phone re-registers through the front (so through the other node),
+    and a call placed through the front reaches it."""
+    a = await _create(cluster, 1)
+    b = await _create(cluster, 2)
+    await _applied(cluster, b.config_version)
+    assert a.sip and b.sip
+    uris = [f"sip:127.0.0.1:{n.pbx.sip_port}" for n in cluster.nodes]
+    for uri in uris:
+        await _dispatcher(front, uri, "A")
+    phone = await sipp.start_uas(HOST, front.port, b.sip.username, b.sip.password,
+                                 timeout=60)
+    (row,) = await _rows(cluster, b.sip.username)
+    dead = cluster.node_of(row["reg_server"])
+    alive = 1 - dead
+    await asyncio.to_thread(pbx_mod.kill, cluster.nodes[dead])
+    try:
+        await _dispatcher(front, uris[dead], "I")
+        await _dispatcher(front, uris[alive], "A", timeout=1)
+        # the phone's next REGISTER (same address) goes to the node that is up
+        port = phone.port
+        await phone.stop()
+        phone.cleanup()
+        t0 = time.monotonic()
+        phone = await sipp.start_uas(HOST, front.port, b.sip.username, b.sip.password,
+                                     local_port=port, timeout=30)
+        assert time.monotonic() - t0 < 5, "the REGISTER waited for the dead node"
+        (row,) = await _rows(cluster, b.sip.username)
+        assert cluster.node_of(row["reg_server"]) == alive, row
+        result = await sipp.call(HOST, front.port, a.sip.username, a.sip.password,
+                                 b.sip.username, hold_s=0.3, timeout=20)
+        assert result.ok, result
+        assert await phone.wait(10), "the call did not reach the re-registered phone"
+    finally:
+        await phone.stop()
+        phone.cleanup()
+        await cluster.restart(dead)
+    await _dispatcher(front, uris[dead], "A")

@@ -215,9 +215,12 @@ def _call_scenario(hold_ms: int) -> str:
       Max-Forwards: 70
       Content-Length: 0
 """
+    # [routes]: the Record-Route set of the 200 (a SIP front in the path); SIPp drops
+    # the line when there is none
     in_dialog = """
       %s [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
       Max-Forwards: 70
       From: <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
       [last_To:]
