@@ -355,8 +355,8 @@ class PbxConfig:
 
 @dataclass(config=_SECTION)
 class ExtensionsConfig:
-    first: Annotated[int, Field(ge=0, le=99999)] = 100
-    last: Annotated[int, Field(ge=0, le=99999)] = 999
+    first: Annotated[int, Field(ge=0, le=999999)] = 100
+    last: Annotated[int, Field(ge=0, le=999999)] = 999
     reserved: list[int] = field(default_factory=list)
     # A released number rests this long before anyone else gets it (the old phone may
     # still be registered and would ring for the new owner); 0 turns the hold off.

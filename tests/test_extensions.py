@@ -249,3 +249,14 @@ async def test_cooldown_zero_and_numbers_that_never_reached_a_phone(pool: asyncp
             assert await extensions.allocate(conn, on, "user:3") == 101
             await extensions.release(conn, 101, "user:3", hold=False)
             assert await extensions.allocate(conn, on, "user:4") == 101
+
+
+def test_six_digit_numbers_are_accepted_seven_are_not() -> None:
+    """100,000 agents need 6-digit numbers (the benchmarks run them)."""
+    from sipprov.apply import phones
+
+    ExtensionsConfig(first=100000, last=999999)
+    with pytest.raises(ValueError):
+        ExtensionsConfig(first=100000, last=1000000)
+    assert phones._EXT.match("123456") and not phones._EXT.match("1234567")
+    assert phones._CHANNEL.match("PJSIP/123456-0000001a")

@@ -30,7 +30,7 @@ from sipprov.i18n.names import NameOrder
 OutboundMode = Literal["automatic", "manual"]
 PRIORITY_MIN = 1
 PRIORITY_MAX = 100
-EXTENSION_MAX = 99999
+EXTENSION_MAX = 999999
 
 
 class _Required:

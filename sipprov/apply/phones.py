@@ -44,8 +44,8 @@ from sipprov.config import Config
 log = logging.getLogger(__name__)
 
 CUSTOM_PREFIX = "Custom:sipprov"
-_CHANNEL = re.compile(r"^PJSIP/(\d{1,5})-[0-9a-f]+$")
-_EXT = re.compile(r"^\d{1,5}$")
+_CHANNEL = re.compile(r"^PJSIP/(\d{1,6})-[0-9a-f]+$")
+_EXT = re.compile(r"^\d{1,6}$")
 # The whole picture is read again this often (a missed event cannot last).
 RESYNC_S = 60.0
 # After an authentication: ask for the endpoint's contacts after these delays.
@@ -222,7 +222,7 @@ class PhoneTracker:
             out = await ami.command("devstate list")
         except AmiError:
             return set()
-        return set(re.findall(r"Custom:sipprov(\d{1,5})'", out))
+        return set(re.findall(r"Custom:sipprov(\d{1,6})'", out))
 
     async def _follow(self) -> None:
         """Push changed states as events arrive; resynchronise now and then."""

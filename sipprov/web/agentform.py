@@ -72,7 +72,7 @@ GROUPS = (
         Field("is_agent", N_("User is an agent (gets a SIP account, extension and queues)"),
               kind="checkbox"),
         Field("extension", N_("Internal number (extension)"), kind="number", minimum=0,
-              maximum=99999, hint=N_("Empty: the next free number.")),
+              maximum=999999, hint=N_("Empty: the next free number.")),
         Field("priority", N_("Priority"), kind="number", minimum=PRIORITY_MIN,
               maximum=PRIORITY_MAX, required=True,
               hint=N_("Lower receives calls first; the queue penalty is priority - 1.")),
