@@ -47,6 +47,12 @@ _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0
 # Digest realms end up in `realm=` lines and in every stored HA1: keep them plain.
 _REALM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
 _INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+# Node names (status, node_state rows, env variable names) and sites (written into
+# res_pgsql.conf's dbappname and compared in SQL): plain words.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+# The name of the one node a config without [[asterisk.nodes]] describes.
+DEFAULT_NODE = "default"
 # The codecs chan_pjsip knows in Asterisk 22 (`core show codecs`), plus `all`.
 KNOWN_CODECS = frozenset({
     "all", "ulaw", "alaw", "gsm", "g722", "g723", "g726", "g726aal2", "g729", "g719",
@@ -163,6 +169,81 @@ class DatabaseConfig:
         return value
 
 
+def check_site(value: str) -> str:
+    """A site name: it goes into res_pgsql.conf (dbappname) and SQL comparisons."""
+    if not SITE.fullmatch(value):
+        raise ValueError("must be 1-32 letters, digits, _ or - (starting with a letter "
+                         f"or digit), not {value!r}")
+    return value
+
+
+@dataclass(config=_SECTION)
+class NodeConfig:
+    """One Asterisk node of [[asterisk.nodes]]; an empty/0 key takes the [asterisk]
+    section's value (ami_user, ami_secret, ...)."""
+
+    name: str
+    ami_host: str = ""
+    ami_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    ami_user: str = ""
+    # Env: SIPPROV_NODE_<NAME>_AMI_SECRET (name upper-cased, '-' -> '_').
+    ami_secret: str = ""
+    # What softphones served by this node register to (host[:port]).
+    sip_server: str = ""
+    # Empty: the node serves the agents and queues without a site; else those too and
+    # the ones of its site.
+    site: str = ""
+    # Where this node's generated files go (both backends write queues.conf and
+    # extensions.conf). Empty: the development PBX instance named like the node.
+    config_dir: LaxPath | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not NODE_NAME.fullmatch(value):
+            raise ValueError("must be 1-63 letters, digits, _ or - (starting with a "
+                             f"letter or digit), not {value!r}")
+        return value
+
+    @field_validator("ami_host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return _host(value) if value else value
+
+    @field_validator("ami_user", "ami_secret")
+    @classmethod
+    def _check_ami_text(cls, value: str) -> str:
+        return _no_control(value, "the value")
+
+    @field_validator("sip_server")
+    @classmethod
+    def _check_sip_server(cls, value: str) -> str:
+        return _sip_server(value) if value else value
+
+    @field_validator("site")
+    @classmethod
+    def _check_site(cls, value: str) -> str:
+        return check_site(value) if value else value
+
+    @field_validator("config_dir")
+    @classmethod
+    def _check_config_dir(cls, value: Path | None) -> Path | None:
+        return _absolute(value)
+
+
+def _sip_server(value: str) -> str:
+    host, port = value, ""
+    if value.startswith("["):  # [v6]:port
+        host, _, port = value[1:].partition("]")
+        port = port.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    _host(host)
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"port {port!r} is not 1-65535")
+    return value
+
+
 @dataclass(config=_SECTION)
 class AsteriskConfig:
     # Where sipprov writes its generated files (pjsip.conf, extensions.conf,
@@ -218,6 +299,52 @@ class AsteriskConfig:
     # ones of database.dsn.
     realtime_db_host: str = ""
     realtime_db_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    # Several Asterisk nodes ([[asterisk.nodes]], docs/scale-out.md): each gets every
+    # change. Empty: one node, the ami_* keys above.
+    nodes: list[NodeConfig] = field(default_factory=list)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _parse_nodes(cls, value: Any) -> Any:
+        """TOML gives tables: build each NodeConfig, naming the node and key of a fault."""
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                out.append(item)
+                continue
+            try:
+                out.append(NodeConfig(**item))
+            except ValidationError as exc:
+                label = f"[{i}]" + (f" ({item['name']})" if isinstance(item.get("name"), str) else "")
+                raise ValueError("; ".join(
+                    line.replace("node.", f"node{label}.", 1)
+                    for line in describe(exc, "node"))) from None
+        return out
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, value: list[NodeConfig], info: ValidationInfo) -> list[NodeConfig]:
+        names: set[str] = set()
+        addresses: dict[tuple[str, int], str] = {}
+        folders: dict[Path, str] = {}
+        for node in value:
+            if node.name.lower() in names:
+                raise ValueError(f"two nodes are named {node.name!r}")
+            names.add(node.name.lower())
+            address = (node.ami_host or info.data.get("ami_host", ""),
+                       node.ami_port or info.data.get("ami_port", 0))
+            if address in addresses:
+                raise ValueError(f"nodes {addresses[address]!r} and {node.name!r} have the "
+                                 f"same AMI address {address[0]}:{address[1]}")
+            addresses[address] = node.name
+            if node.config_dir is not None:
+                if node.config_dir in folders:
+                    raise ValueError(f"nodes {folders[node.config_dir]!r} and {node.name!r} "
+                                     f"write to the same config_dir {node.config_dir}")
+                folders[node.config_dir] = node.name
+        return value
 
     @field_validator("realtime_db_user", "realtime_db_password", "realtime_db_host")
     @classmethod
@@ -258,16 +385,7 @@ class AsteriskConfig:
     @field_validator("sip_server")
     @classmethod
     def _check_sip_server(cls, value: str) -> str:
-        host, port = value, ""
-        if value.startswith("["):  # [v6]:port
-            host, _, port = value[1:].partition("]")
-            port = port.removeprefix(":")
-        elif value.count(":") == 1:
-            host, _, port = value.partition(":")
-        _host(host)
-        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError(f"port {port!r} is not 1-65535")
-        return value
+        return _sip_server(value)
 
     @field_validator("transport", "internal_context", "outbound_context")
     @classmethod
@@ -453,6 +571,22 @@ class DefaultsConfig:
     language: Language = "en"
 
 
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One Asterisk node as the applier drives it: its own AMI settings (an
+    AsteriskConfig with the node's ami_*/sip_server), its site and its files' folder."""
+
+    name: str
+    site: str | None
+    asterisk: AsteriskConfig
+    config_dir: Path
+
+
+def node_secret_env(name: str) -> str:
+    """The environment variable that overrides a node's ami_secret."""
+    return f"SIPPROV_NODE_{re.sub(r'[^A-Z0-9]', '_', name.upper())}_AMI_SECRET"
+
+
 @dataclass(config=_SECTION)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -471,6 +605,24 @@ class Config:
         if self.asterisk.config_dir:
             return Path(self.asterisk.config_dir)
         return self.pbx.instance_dir / "etc/asterisk/sipprov"
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Every Asterisk node: [[asterisk.nodes]], or the one the [asterisk] keys name."""
+        ast = self.asterisk
+        if not ast.nodes:
+            return [Node(DEFAULT_NODE, None, ast, Path(self.generated_dir))]
+        out = []
+        for n in ast.nodes:
+            settings = dataclasses.replace(
+                ast, nodes=[], ami_host=n.ami_host or ast.ami_host,
+                ami_port=n.ami_port or ast.ami_port, ami_user=n.ami_user or ast.ami_user,
+                ami_secret=n.ami_secret or ast.ami_secret,
+                sip_server=n.sip_server or ast.sip_server)
+            folder = (Path(n.config_dir) if n.config_dir else
+                      self.pbx.root / "srv/sipprov" / n.name / "etc/asterisk/sipprov")
+            out.append(Node(n.name, n.site or None, settings, folder))
+        return out
 
     def validate(self) -> None:
         """Check the whole configuration again (after in-place changes), and that the
@@ -552,6 +704,13 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -
             table = data.setdefault(section, {})
             if isinstance(table, dict):
                 table[key] = env[var]
+    ast = data.get("asterisk")
+    nodes = ast.get("nodes") if isinstance(ast, dict) else None
+    for node in nodes if isinstance(nodes, list) else ():
+        if isinstance(node, dict) and isinstance(node.get("name"), str):
+            secret = env.get(node_secret_env(node["name"]))
+            if secret:
+                node["ami_secret"] = secret
     cfg = from_dict(data)
     cfg.validate()
     return cfg

@@ -31,8 +31,9 @@ async def start_services(cfg: Config) -> Services:
         await extensions.sync_pool(conn, cfg.extensions)
     applier = Applier(pool, cfg)
     phones = PhoneTracker(cfg)
-    if isinstance(applier.backend, FilesBackend):  # RealtimeBackend is one too
-        applier.backend.on_registrations_ended = phones.forget
+    for backend in applier.backends():
+        if isinstance(backend, FilesBackend):  # RealtimeBackend is one too
+            backend.on_registrations_ended = phones.forget
     await applier.start()
     await phones.start()
     return Services(cfg=cfg, pool=pool, applier=applier, phones=phones)

@@ -117,12 +117,12 @@ def _reap_stale_instances(cfg: Config) -> None:
             shutil.rmtree(folder)
 
 
-async def point_realtime_at(cfg: Config, dsn: str) -> None:
+async def point_realtime_at(cfg: Config, dsn: str, site: str | None = None) -> None:
     """Make the test instance's res_config_pgsql read `dsn` (each test has its own
-    database; the cluster, and so the socket, is the session's)."""
+    database; the cluster, and so the socket, is the session's), as a node of `site`."""
     from sipprov.pbx.realtime import write_realtime_config
 
-    write_realtime_config(cfg, dsn)
+    write_realtime_config(cfg, dsn, site)
     async with AmiClient(cfg.asterisk) as client:
         await client.reload("res_config_pgsql.so")
 
@@ -188,3 +188,31 @@ async def ami(pbx: pbx_mod.PbxStatus, pbx_config: Config) -> AsyncIterator[AmiCl
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def pbx2(pbx: pbx_mod.PbxStatus, pbx_config: Config) -> Iterator[Config]:
+    """A second Asterisk node from the same root (own instance, own free ports),
+    started only for the tests that ask for it (several nodes: tests/test_nodes.py),
+    reading the same idle database as the first. Yields its Config (as pbx_config is
+    the first's); a test may stop and start it (pbx_mod.stop/start)."""
+    cfg = copy.deepcopy(pbx_config)
+    instance = f"{pbx_config.pbx.instance}-node2"
+    ami_port, sip_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    cfg.pbx = dataclasses.replace(cfg.pbx, instance=instance, sip_port=sip_port)
+    cfg.asterisk = dataclasses.replace(cfg.asterisk, ami_port=ami_port,
+                                       sip_server=f"127.0.0.1:{sip_port}")
+    try:
+        pbx_mod.stop(cfg)
+        for name in render_mod.FILES:
+            if (Path(cfg.generated_dir) / name).exists():
+                write_generated(cfg, name, "")
+        (cfg.pbx.instance_dir / "lib/astdb.sqlite3").unlink(missing_ok=True)
+        pbx_mod.start(cfg)
+    except pbx_mod.PbxError as exc:
+        _unavailable(str(exc))
+    try:
+        yield cfg
+    finally:
+        pbx_mod.stop(cfg)
+        shutil.rmtree(cfg.pbx.instance_dir, ignore_errors=True)

@@ -148,6 +148,11 @@ FIELDS: tuple[AgentField, ...] = (
                select="COALESCE(u.name_order, CASE WHEN u.language = 'vi'"
                       " THEN 'family_first' ELSE 'given_first' END)",
                clearable=True),
+    # Several Asterisk nodes (docs/scale-out.md): only the nodes of this site serve the
+    # agent; none: every node. A plain word (compared in SQL, never written as config).
+    AgentField("site", str, "site whose Asterisk nodes serve the agent (default: none,"
+               " every node)", nullable=True, clearable=True, asterisk=True, rendered=True,
+               constraints={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"}),
     AgentField("queues", list, "queue memberships (voice, chat, ticket)", storage="none",
                column=None, default=[]),
 )

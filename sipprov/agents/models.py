@@ -63,6 +63,10 @@ class _Patch(_Input):
     NOT_NULLABLE: ClassVar[tuple[str, ...]] = ()
 
 
+# A site name (agents, queues): compared in SQL, never written as config.
+SITE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+
+
 def _none_or(check: Callable[[Any, str], Any], value: Any, field_name: str | None) -> Any:
     return None if value is None else check(value, field_name or "")
 
@@ -284,6 +288,8 @@ class QueueCreate(_Input):
     kind: QueueKind = "voice"
     strategy: QueueStrategy = "ringall"
     number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+    # Served only by the Asterisk nodes of this site (docs/scale-out.md); none: all.
+    site: str | None = Field(default=None, pattern=SITE_PATTERN)
 
     @field_validator("name")
     @classmethod
@@ -311,6 +317,8 @@ class QueueUpdate(_Patch):
     kind: QueueKind | None = None
     strategy: QueueStrategy | None = None
     number: int | None = Field(default=None, ge=0, le=EXTENSION_MAX)
+    # null: every node serves it again
+    site: str | None = Field(default=None, pattern=SITE_PATTERN)
 
     @field_validator("number", mode="before")
     @classmethod
@@ -611,6 +619,8 @@ class Queue:
     kind: str
     strategy: str
     number: int | None
+    # Several Asterisk nodes: only the nodes of this site serve the queue (None: all).
+    site: str | None
     member_count: int
     created_at: datetime
     updated_at: datetime

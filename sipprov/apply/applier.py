@@ -15,6 +15,12 @@ Failures never lose a change, they leave it pending (errors.py):
   (config_state.last_error) and tried again on the next change or after a while.
 - NotVerified (an endpoint missing, a queue member wrong): recorded, retried with
   backoff; nothing is rolled back (the rest of the change is live and correct).
+
+Several Asterisk nodes ([[asterisk.nodes]], nodes.py): each snapshot goes to every
+node side by side, each node getting what its site serves. A node that is Unavailable
+keeps its old version (node_state) and is retried with backoff while the others go on;
+the version counts as applied (config_state, ?wait=applied) once every reachable node
+holds it. Only when no node is reachable is the apply Unavailable as a whole.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +38,12 @@ import asyncpg
 from sipprov.apply import quarantine as quarantine_mod
 from sipprov.apply import snapshot as snapshot_mod
 from sipprov.apply.amilink import AmiFactory, AmiLink
-from sipprov.apply.backends import ApplyBackend, ApplyRequest
-from sipprov.apply.backends.files import FilesBackend
-from sipprov.apply.backends.realtime import RealtimeBackend
+from sipprov.apply.backends import ApplyBackend, ApplyRequest, BackendResult
 from sipprov.apply.coalesce import Coalescer
 from sipprov.apply.connection import DB_ERRORS, ApplyConnection
 from sipprov.apply.errors import ApplyError, NotVerified, Rejected, Unavailable
 from sipprov.apply.listen import Listener
+from sipprov.apply.nodes import NodeRunner
 from sipprov.apply.quarantine import QuarantineEntry
 from sipprov.apply.render import Quarantined
 from sipprov.apply.snapshot import Snapshot
@@ -46,6 +51,7 @@ from sipprov.apply.stats import ApplyStats
 from sipprov.apply.worker import Worker
 from sipprov.config import Config
 from sipprov.db.sql import config_state
+from sipprov.db.sql import nodes as nodes_sql
 
 __all__ = ["Applier", "ApplyError", "ApplyResult", "NotVerified", "Rejected", "Unavailable"]
 
@@ -64,6 +70,8 @@ class ApplyResult:
     duration_ms: int
     # True: nothing to do (files identical, version already applied).
     noop: bool = False
+    # Nodes that were unreachable (they keep their old version; retried with backoff).
+    lagging: list[str] = field(default_factory=list)
 
 
 def _ms(t0: float) -> int:
@@ -79,10 +87,10 @@ class Applier:
         self.cfg = cfg
         self.directory = Path(cfg.generated_dir)
         self.worker = Worker()
-        self.backend: ApplyBackend = backend or (
-            RealtimeBackend(cfg, self.worker) if cfg.asterisk.backend == "realtime"
-            else FilesBackend(cfg, self.worker))
-        self.ami = AmiLink(cfg.asterisk, ami_factory)
+        # `backend` (tests) is the one node's.
+        self.nodes = [NodeRunner(cfg, node, self.worker, ami_factory,
+                                 backend if i == 0 else None)
+                      for i, node in enumerate(cfg.nodes)]
         self.db = ApplyConnection(pool)
         self.coalescer = Coalescer()
         self.listener = Listener(pool, on_notify=self._on_notify, on_version=self._on_version,
@@ -102,6 +110,20 @@ class Applier:
         # What the last render left out, as recorded (None: not recorded yet).
         self._quarantine: list[QuarantineEntry] = []
         self._quarantine_key: frozenset[tuple[str, int, str]] | None = None
+        self._quarantine_lock = asyncio.Lock()
+
+    @property
+    def backend(self) -> ApplyBackend:
+        """The first node's backend (the only one without [[asterisk.nodes]])."""
+        return self.nodes[0].backend
+
+    @property
+    def ami(self) -> AmiLink:
+        """The first node's AMI link."""
+        return self.nodes[0].ami
+
+    def backends(self) -> list[ApplyBackend]:
+        return [n.backend for n in self.nodes]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,8 +158,16 @@ class Applier:
         self._stats.last_apply_at = state.applied_at
         self._stats.last_error = state.last_error
         self._stats.last_error_at = state.last_error_at
-        if state.pending:
-            self.backend.stale()
+        recorded = await nodes_sql.read_all(conn)
+        for node in self.nodes:
+            row = recorded.get(node.name)
+            if row is not None:
+                node.applied_version = max(node.applied_version, row.applied_version)
+                node.applied_at = node.applied_at or row.applied_at
+            elif len(self.nodes) == 1:  # recorded before node_state existed
+                node.applied_version = max(node.applied_version, state.applied_version)
+            if state.pending or node.applied_version < state.version:
+                node.backend.stale()
 
     async def stop(self) -> None:
         """Stop: the apply in flight finishes (drain), then the tasks end."""
@@ -149,7 +179,8 @@ class Applier:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        await self.ami.close()
+        for node in self.nodes:
+            await node.ami.close()
         await self.db.release()
         self.worker.shutdown()
         log.info("applier stopped (applied version %d)", self._applied_version)
@@ -190,6 +221,7 @@ class Applier:
             running=self._task is not None and not self._task.done(),
             busy=self._busy,
             quarantined=[q.to_dict() for q in self._quarantine],
+            nodes=[n.status() for n in self.nodes],
         )
         return out
 
@@ -223,6 +255,7 @@ class Applier:
     async def _run(self) -> None:
         wake = self.coalescer.wake
         failures = 0
+        lagging = 0
         while not self._stopping:
             await wake.wait()
             if self._stopping:
@@ -232,8 +265,18 @@ class Applier:
             if self._stopping:
                 break
             try:
-                await self.apply_once()
+                result = await self.apply_once()
                 failures = 0
+                if result.lagging:
+                    # some nodes are away: try them again, but let changes through
+                    lagging += 1
+                    delay = self._backoff(lagging)
+                    log.warning("node(s) %s unreachable, retrying in %.1f s",
+                                ", ".join(result.lagging), delay)
+                    await self._sleep(delay, wake_early=True)
+                    wake.set()
+                else:
+                    lagging = 0
             except (Unavailable, NotVerified) as exc:
                 failures += 1
                 delay = self._backoff(failures)
@@ -304,7 +347,8 @@ class Applier:
                 locked = await self.db.lock(conn)
                 if not self._state_loaded:
                     await self._load_state(conn)
-                await self.backend.prepare(conn)
+                for node in self.nodes:
+                    await node.backend.prepare(conn)
                 t_snap = time.monotonic()
                 snap = await snapshot_mod.load(conn)
                 phases = {"snapshot": _ms(t_snap)}
@@ -313,7 +357,7 @@ class Applier:
             except DB_ERRORS as exc:
                 await self.db.release()
                 raise Unavailable(f"database: {exc}") from exc
-            result = await self._apply_snapshot(snap, force, t0, phases)
+            result = await self._apply_nodes(conn, snap, force, t0, phases)
             if not result.noop:
                 try:
                     await config_state.mark_applied(conn, snap.version, result.duration_ms)
@@ -323,7 +367,8 @@ class Applier:
                     raise Unavailable(f"applied version {snap.version} but could not "
                                       f"record it: {exc}") from exc
             try:
-                await self.backend.settled(conn)
+                for node in self.nodes:
+                    await node.backend.settled(conn)
             except DB_ERRORS as exc:  # tried again after the next apply
                 log.warning("after version %d: %s", snap.version, exc)
             await self._set_applied(snap.version)
@@ -332,31 +377,79 @@ class Applier:
             if locked:
                 await self.db.unlock(conn)
 
-    async def _apply_snapshot(self, snap: Snapshot, force: bool, t0: float,
-                              phases: dict[str, int]) -> ApplyResult:
-        """Hand one snapshot to the backend, verify, remember it as good."""
+    async def _apply_nodes(self, conn: asyncpg.Connection, snap: Snapshot, force: bool,
+                           t0: float, phases: dict[str, int]) -> ApplyResult:
+        """Every node gets the snapshot (side by side); record what each holds.
+
+        Unavailable nodes lag (retried by the loop); the apply fails as a whole only
+        when no node is reachable, or a reachable one rejected or failed to verify."""
         self._attempted_version = snap.version
         self._config_version = max(self._config_version, snap.version)
-        req = ApplyRequest(force=force, pending=snap.version > self._applied_version,
-                           ami=self.ami.get, count_reload=self._stats.count_reload,
-                           phases=phases, quarantine=self._record_quarantine,
-                           db=self._db_for_backend)
-        done = await self.backend.apply(snap, req)
+        several = len(self.nodes) > 1
+        node_phases: list[dict[str, int]] = [{} for _ in self.nodes]
+        outcomes = await asyncio.gather(
+            *(self._apply_node(n, snap, force, p) for n, p in zip(self.nodes, node_phases, strict=True)),
+            return_exceptions=True)
+        done: list[BackendResult] = []
+        errors: list[BaseException] = []
+        lagging: list[str] = []
+        for node, out, p in zip(self.nodes, outcomes, node_phases, strict=True):
+            phases.update({f"{node.name}: {k}" if several else k: v for k, v in p.items()})
+            if isinstance(out, BackendResult):
+                node.succeeded(snap.version)
+                done.append(out)
+                continue
+            message = f"{node.name}: {out}" if several else str(out)
+            node.failed(message, reachable=not isinstance(out, Unavailable))
+            if isinstance(out, Unavailable):
+                lagging.append(node.name)
+            errors.append(out)
+        try:
+            await nodes_sql.record(conn, [n.record_row() for n in self.nodes])
+        except DB_ERRORS as exc:  # recorded with the next apply
+            log.warning("could not record the nodes' state: %s", exc)
+        for error in errors:
+            if not isinstance(error, ApplyError):
+                raise error
+        if errors and (not done or any(not isinstance(e, Unavailable) for e in errors)):
+            worst = next((e for e in errors if isinstance(e, Rejected)),
+                         next((e for e in errors if isinstance(e, NotVerified)), errors[0]))
+            message = "; ".join(str(n.last_error) for n in self.nodes if n.last_error)
+            raise type(worst)(message) from worst
+        changed = sorted({c for d in done for c in d.changed})
+        reloaded = sorted({r for d in done for r in d.reloaded})
+        ms = _ms(t0)
+        if all(d.noop for d in done):
+            return ApplyResult(snap.version, [], [], ms, noop=True, lagging=lagging)
+        self._stats.succeeded(ms, changed, phases)
+        log.info("applied version %d in %d ms%s (reloaded: %s; %s)", snap.version, ms,
+                 f" (unreachable: {', '.join(lagging)})" if lagging else "",
+                 ", ".join(reloaded) or "nothing",
+                 ", ".join(f"{k} {v} ms" for k, v in phases.items()))
+        return ApplyResult(snap.version, changed, reloaded, ms, lagging=lagging)
+
+    async def _apply_node(self, node: NodeRunner, full: Snapshot, force: bool,
+                          phases: dict[str, int]) -> BackendResult:
+        """Hand one node its part of the snapshot, verify, remember it as good."""
+        snap = snapshot_mod.for_site(full, node.node.site)
+
+        async def quarantine(items: list[Quarantined]) -> None:
+            await self._record_quarantine_for(snap, full, items)
+
+        req = ApplyRequest(force=force, pending=full.version > node.applied_version,
+                           ami=node.ami.get, count_reload=self._stats.count_reload,
+                           phases=phases, quarantine=quarantine, db=self._db_for_backend)
+        done = await node.backend.apply(snap, req)
         if done.noop:
-            return ApplyResult(snap.version, [], [], _ms(t0), noop=True)
+            return done
         held = done.held or snap
         if self.cfg.applier.verify:
             t = time.monotonic()
-            ami = done.ami or await self.ami.get()
-            await self.backend.verify(held, ami, force)
+            ami = done.ami or await node.ami.get()
+            await node.backend.verify(held, ami, force)
             phases["verify"] = _ms(t)
-        await self.backend.accepted(held)
-        ms = _ms(t0)
-        self._stats.succeeded(ms, done.changed, phases)
-        log.info("applied version %d in %d ms (reloaded: %s; %s)", snap.version, ms,
-                 ", ".join(done.reloaded) or "nothing",
-                 ", ".join(f"{k} {v} ms" for k, v in phases.items()))
-        return ApplyResult(snap.version, done.changed, done.reloaded, ms)
+        await node.backend.accepted(held)
+        return done
 
     async def _db_for_backend(self) -> asyncpg.Connection:
         try:
@@ -366,6 +459,23 @@ class Applier:
             raise Unavailable(f"database: {exc}") from exc
 
     # ------------------------------------------------------------------ state
+
+    async def _record_quarantine_for(self, scope: Snapshot, full: Snapshot,
+                                     items: list[Quarantined]) -> None:
+        """One node's render decided about the rows of `scope` (its site's part): keep
+        what other nodes decided about the rest of `full`, so nodes of different sites
+        do not release each other's quarantine."""
+        async with self._quarantine_lock:
+            if scope is full:
+                await self._record_quarantine(items)
+                return
+            mine = ({("agent", a.id) for a in scope.agents}
+                    | {("queue", q.id) for q in scope.queues})
+            exists = ({("agent", a.id) for a in full.agents}
+                      | {("queue", q.id) for q in full.queues})
+            kept = [Quarantined(q.kind, q.id, q.reason) for q in self._quarantine
+                    if (q.kind, q.id) not in mine and (q.kind, q.id) in exists]
+            await self._record_quarantine(kept + items)
 
     async def _record_quarantine(self, items: list[Quarantined]) -> None:
         """Record what the render left out (only when it differs from the last record)."""

@@ -23,6 +23,9 @@ a moment later (the contact is stored after the authentication). Coalesced per
 extension, one action at a time: a registration storm delays what is shown, never
 Asterisk. Expired registrations disappear at the next resynchronisation (RESYNC_S).
 The manager user needs `read = ...,security` for this (docs/apply.md).
+
+Several Asterisk nodes: one connection per node; a phone's state adds up every node's
+view and is set on every node (PhoneTracker says why).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sipprov.apply.ami import AmiClient, AmiError
-from sipprov.config import Config
+from sipprov.config import Config, Node
 
 log = logging.getLogger(__name__)
 
@@ -94,63 +97,43 @@ def device_state(registered: bool, channel_states: list[str]) -> str:
     return "NOT_INUSE" if registered else "UNAVAILABLE"
 
 
-class PhoneTracker:
-    """Started by the service; `registrations(ext)` and `registered_count()` answer
-    from memory."""
+class _NodeLink:
+    """One node's AMI connection: what that node sees (contacts, channels) and which
+    Custom states it was last given."""
 
-    def __init__(self, cfg: Config,
-                 ami_factory: Callable[[], AmiClient] | None = None) -> None:
-        self.cfg = cfg
-        self.ami_factory = ami_factory or (
-            lambda: AmiClient(cfg.asterisk, events="system,call,security"))
-        self.devstate = cfg.asterisk.backend == "realtime"
-        self._contacts: dict[str, dict[str, Registration]] = {}  # aor -> object -> reg
-        self._channels: dict[str, tuple[str, str]] = {}          # channel -> (aor, state)
-        self._set: dict[str, str] = {}                           # aor -> state last set
-        self._ami: AmiClient | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._dirty: set[str] = set()
-        self._refresh: dict[str, float] = {}  # aor -> when to ask for its contacts
-        self._last_refresh = 0.0
-        self._resync_at = float("inf")
-        self._wake = asyncio.Event()
-        self._stopping = False
+    def __init__(self, tracker: PhoneTracker, name: str,
+                 ami_factory: Callable[[], AmiClient]) -> None:
+        self.tracker = tracker
+        self.name = name
+        self.ami_factory = ami_factory
+        self.contacts: dict[str, dict[str, Registration]] = {}  # aor -> object -> reg
+        self.channels: dict[str, tuple[str, str]] = {}          # channel -> (aor, state)
+        self.set: dict[str, str] = {}                           # aor -> state last set
+        self.dirty: set[str] = set()
+        self.refresh: dict[str, float] = {}  # aor@delay -> when to ask for its contacts
+        self.last_refresh = 0.0
+        self.resync_at = float("inf")
+        self.wake = asyncio.Event()
+        self.ami: AmiClient | None = None
+        self.task: asyncio.Task[None] | None = None
         self.connected = False
 
-    # ------------------------------------------------------------------ queries
-
-    def registrations(self, extension: int | str) -> list[Registration]:
-        return sorted(self._contacts.get(str(extension), {}).values(),
-                      key=lambda r: r.since or datetime.min.replace(tzinfo=UTC))
-
-    def registered_count(self) -> int:
-        return sum(1 for regs in self._contacts.values() if regs)
-
-    def forget(self, extensions: set[int]) -> None:
-        """Their contacts were removed by sipprov (credentials went away)."""
-        for ext in extensions:
-            self._contacts.pop(str(ext), None)
-            self._mark(str(ext))
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="sipprov-phones")
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.create_task(self._run(), name=f"sipprov-phones-{self.name}")
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        task, self._task = self._task, None
+        self.wake.set()
+        task, self.task = self.task, None
         if task is not None:
             task.cancel()
-            # the loop also ends on _stopping, should a cancellation be swallowed
+            # the loop also ends on the tracker's stopping, should a cancellation be
+            # swallowed
             await asyncio.wait({task}, timeout=10)
         await self._close()
 
     async def _close(self) -> None:
-        ami, self._ami = self._ami, None
+        ami, self.ami = self.ami, None
         self.connected = False
         if ami is not None:
             with contextlib.suppress(Exception):
@@ -158,24 +141,25 @@ class PhoneTracker:
 
     async def _run(self) -> None:
         delay = 0.5
-        while not self._stopping:
+        while not self.tracker.stopping:
             try:
                 await self._connect_and_sync()
                 delay = 0.5
                 await self._follow()
             except (AmiError, OSError) as exc:
-                log.info("phone tracker: AMI away (%s); retrying in %.1f s", exc, delay)
+                log.info("phone tracker: AMI of node %s away (%s); retrying in %.1f s",
+                         self.name, exc, delay)
             await self._close()
-            if not self._stopping:
+            if not self.tracker.stopping:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                self._wake.clear()
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                self.wake.clear()
             delay = min(delay * 2, 15.0)
 
     async def _connect_and_sync(self) -> None:
         ami = self.ami_factory()
         await ami.connect()
-        self._ami = ami
+        self.ami = ami
         manager = ami._manager
         assert manager is not None
         manager.register_event("ContactStatus", self._on_contact)
@@ -186,14 +170,14 @@ class PhoneTracker:
         self.connected = True
 
     async def _sync(self, ami: AmiClient) -> None:
-        """Read every contact and channel, then put every state right."""
+        """Read every contact and channel of this node, then put every state right."""
         now = datetime.now(UTC)
         contacts: dict[str, dict[str, Registration]] = {}
         for c in await ami.pjsip_contacts():
             aor = c.get("Aor", "")
             if not _EXT.match(aor):
                 continue
-            old = self._contacts.get(aor, {}).get(c.get("ObjectName", ""))
+            old = self.contacts.get(aor, {}).get(c.get("ObjectName", ""))
             contacts.setdefault(aor, {})[c.get("ObjectName", "")] = Registration(
                 uri=c.get("Uri", ""), user_agent=c.get("UserAgent", ""),
                 since=old.since if old else now,
@@ -206,13 +190,13 @@ class PhoneTracker:
                 if match:
                     channels[str(m.get("Channel"))] = (
                         match.group(1), str(m.get("ChannelStateDesc", "")))
-        touched = set(self._contacts) | set(contacts) | set(self._set)
+        touched = set(self.contacts) | set(contacts) | set(self.set)
         touched |= {aor for aor, _ in channels.values()}
-        self._contacts, self._channels = contacts, channels
-        if self.devstate:
+        self.contacts, self.channels = contacts, channels
+        if self.tracker.devstate:
             touched |= await self._known_custom_states(ami)
-            self._set.clear()
-        self._dirty |= touched
+            self.set.clear()
+        self.tracker.mark(touched)
         await self._flush(ami)
 
     async def _known_custom_states(self, ami: AmiClient) -> set[str]:
@@ -226,17 +210,17 @@ class PhoneTracker:
 
     async def _follow(self) -> None:
         """Push changed states as events arrive; resynchronise now and then."""
-        ami = self._ami
+        ami = self.ami
         assert ami is not None
         next_sync = time.monotonic() + RESYNC_S
-        while ami.connected and not self._stopping:
+        while ami.connected and not self.tracker.stopping:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            self._wake.clear()
-            if time.monotonic() >= min(next_sync, self._resync_at):
+                await asyncio.wait_for(self.wake.wait(), 1.0)
+            self.wake.clear()
+            if time.monotonic() >= min(next_sync, self.resync_at):
                 await self._sync(ami)
                 next_sync = time.monotonic() + RESYNC_S
-                self._resync_at = float("inf")
+                self.resync_at = float("inf")
             else:
                 await self._refresh_due(ami)
                 await self._flush(ami)
@@ -244,17 +228,13 @@ class PhoneTracker:
 
     # ------------------------------------------------------------------ events
 
-    def _mark(self, aor: str) -> None:
-        self._dirty.add(aor)
-        self._wake.set()
-
     def _on_contact(self, _manager: Any, event: Any) -> None:
         aor = str(event.get("AOR") or "")
         uri = str(event.get("URI") or "")
         if not _EXT.match(aor):
             return
         status = str(event.get("ContactStatus") or "")
-        regs = self._contacts.setdefault(aor, {})
+        regs = self.contacts.setdefault(aor, {})
         key = next((k for k, r in regs.items() if r.uri == uri), f"{aor};@{uri}")
         if status == "Removed":
             regs.pop(key, None)
@@ -266,8 +246,8 @@ class PhoneTracker:
                 expires_at=_expires(str(event.get("RegExpire") or ""))
                 or (old.expires_at if old else None))
         if not regs:
-            self._contacts.pop(aor, None)
-        self._mark(aor)
+            self.contacts.pop(aor, None)
+        self.tracker.mark({aor})
 
     def _on_auth(self, _manager: Any, event: Any) -> None:
         if str(event.get("Service") or "") != "PJSIP":
@@ -276,32 +256,32 @@ class PhoneTracker:
         if _EXT.match(aor):
             now = time.monotonic()
             for delay in REFRESH_AFTER_S:
-                self._refresh.setdefault(f"{aor}@{delay}", now + delay)
-            self._wake.set()
+                self.refresh.setdefault(f"{aor}@{delay}", now + delay)
+            self.wake.set()
 
     async def _refresh_due(self, ami: AmiClient) -> None:
         """Ask for the contacts of the extensions whose time has come."""
         now = time.monotonic()
-        if len({k.split("@", 1)[0] for k in self._refresh}) > REFRESH_PER_S * 5:
+        if len({k.split("@", 1)[0] for k in self.refresh}) > REFRESH_PER_S * 5:
             # a storm: one listing later beats thousands of lookups now
-            self._refresh.clear()
-            self._resync_at = min(self._resync_at, now + 5.0)
+            self.refresh.clear()
+            self.resync_at = min(self.resync_at, now + 5.0)
             return
-        budget = max(1, int(REFRESH_PER_S * max(0.05, now - self._last_refresh)))
-        self._last_refresh = now
-        due = sorted((k for k, at in self._refresh.items() if at <= now),
-                     key=lambda k: self._refresh[k])
+        budget = max(1, int(REFRESH_PER_S * max(0.05, now - self.last_refresh)))
+        self.last_refresh = now
+        due = sorted((k for k, at in self.refresh.items() if at <= now),
+                     key=lambda k: self.refresh[k])
         aors: list[str] = []
         for key in due:
             aor = key.split("@", 1)[0]
             if aor not in aors and len(aors) >= budget:
                 continue
-            self._refresh.pop(key, None)
+            self.refresh.pop(key, None)
             if aor not in aors:
                 aors.append(aor)
         for aor in aors:
             found = await ami.pjsip_endpoint_contacts(aor)
-            old = self._contacts.get(aor, {})
+            old = self.contacts.get(aor, {})
             regs = {
                 c.get("ID", ""): Registration(
                     uri=c.get("URI", ""), user_agent=c.get("UserAgent", ""),
@@ -310,14 +290,14 @@ class PhoneTracker:
                     expires_at=_expires(c.get("RegExpire")))
                 for c in found}
             if regs:
-                self._contacts[aor] = regs
+                self.contacts[aor] = regs
             else:
-                self._contacts.pop(aor, None)
-            self._mark(aor)
-        if self._refresh:
+                self.contacts.pop(aor, None)
+            self.tracker.mark({aor})
+        if self.refresh:
             # wake up again when the next one is due
             asyncio.get_running_loop().call_later(
-                max(0.0, min(self._refresh.values()) - time.monotonic()), self._wake.set)
+                max(0.0, min(self.refresh.values()) - time.monotonic()), self.wake.set)
 
     def _on_channel(self, _manager: Any, event: Any) -> None:
         name = str(event.get("Channel") or "")
@@ -326,34 +306,123 @@ class PhoneTracker:
             return
         aor = match.group(1)
         if event.get("Event") == "Hangup":
-            self._channels.pop(name, None)
+            self.channels.pop(name, None)
         else:
-            self._channels[name] = (aor, str(event.get("ChannelStateDesc") or ""))
-        self._mark(aor)
+            self.channels[name] = (aor, str(event.get("ChannelStateDesc") or ""))
+        self.tracker.mark({aor})
 
     async def _flush(self, ami: AmiClient) -> None:
-        if not self.devstate:
-            self._dirty.clear()
+        """Give this node the state every node's view adds up to."""
+        if not self.tracker.devstate:
+            self.dirty.clear()
             return
-        dirty, self._dirty = self._dirty, set()
+        dirty, self.dirty = self.dirty, set()
         for aor in sorted(dirty):
-            states = [s for a, s in self._channels.values() if a == aor]
-            state = device_state(bool(self._contacts.get(aor)), states)
-            if self._set.get(aor) == state:
+            state = self.tracker.state(aor)
+            if self.set.get(aor) == state:
                 continue
             await ami.set_device_state(f"{CUSTOM_PREFIX}{aor}", state)
-            self._set[aor] = state
+            self.set[aor] = state
+
+
+class PhoneTracker:
+    """Started by the service; `registrations(ext)` and `registered_count()` answer
+    from memory.
+
+    Several Asterisk nodes: one AMI connection per node. A phone is registered when
+    any node holds a contact for it, busy when a call on any node involves it; that
+    state is set on EVERY node, so a phone registered through node 2 is rung by a
+    queue on node 1."""
+
+    def __init__(self, cfg: Config,
+                 ami_factory: Callable[[], AmiClient] | None = None) -> None:
+        self.cfg = cfg
+        self.devstate = cfg.asterisk.backend == "realtime"
+        self.stopping = False
+
+        def factory(node: Node) -> Callable[[], AmiClient]:
+            return ami_factory or (
+                lambda: AmiClient(node.asterisk, events="system,call,security"))
+
+        self.links = [_NodeLink(self, node.name, factory(node)) for node in cfg.nodes]
+
+    @property
+    def connected(self) -> bool:
+        """Watching at least one node."""
+        return any(link.connected for link in self.links)
+
+    # ------------------------------------------------------------------ queries
+
+    def registrations(self, extension: int | str) -> list[Registration]:
+        """The phone's contacts on every node (a contact shared through the database
+        shows on several: once here)."""
+        seen: dict[str, Registration] = {}
+        for link in self.links:
+            for reg in link.contacts.get(str(extension), {}).values():
+                seen.setdefault(reg.uri, reg)
+        return sorted(seen.values(),
+                      key=lambda r: r.since or datetime.min.replace(tzinfo=UTC))
+
+    def registered_count(self) -> int:
+        aors = {aor for link in self.links for aor, regs in link.contacts.items() if regs}
+        return len(aors)
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Per node: watched, and how many agents' phones it holds a contact for."""
+        return {link.name: {"watched": link.connected,
+                            "registered": (sum(1 for regs in link.contacts.values() if regs)
+                                           if link.connected else None)}
+                for link in self.links}
+
+    def state(self, aor: str) -> str:
+        """The Custom device state every node's view adds up to."""
+        registered = any(link.contacts.get(aor) for link in self.links)
+        states = [s for link in self.links for a, s in link.channels.values() if a == aor]
+        return device_state(registered, states)
+
+    def mark(self, aors: set[str]) -> None:
+        """These phones' state may have changed: every node checks it."""
+        if not aors:
+            return
+        for link in self.links:
+            link.dirty |= aors
+            link.wake.set()
+
+    def forget(self, extensions: set[int]) -> None:
+        """Their contacts were removed by sipprov (credentials went away)."""
+        for link in self.links:
+            for ext in extensions:
+                link.contacts.pop(str(ext), None)
+        self.mark({str(e) for e in extensions})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.stopping = False
+        for link in self.links:
+            link.start()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await asyncio.gather(*(link.stop() for link in self.links))
 
 
 async def registrations_now(cfg: Config, extension: int, timeout: float = 3.0
                             ) -> list[Registration] | None:
-    """One-off (the CLI): the contacts of one AOR over AMI; None if AMI is unreachable."""
-    ast = dataclasses.replace(cfg.asterisk, ami_timeout_s=timeout)
-    try:
-        async with AmiClient(ast) as ami:
-            contacts = await ami.pjsip_contacts()
-    except (AmiError, OSError):
-        return None
-    return [Registration(uri=c.get("Uri", ""), user_agent=c.get("UserAgent", ""), since=None,
-                         expires_at=_expires(c.get("ExpirationTime")))
-            for c in contacts if c.get("Aor") == str(extension)]
+    """One-off (the CLI): the contacts of one AOR on every node over AMI; None if no
+    node's AMI is reachable."""
+    found: dict[str, Registration] | None = None
+    for node in cfg.nodes:
+        ast = dataclasses.replace(node.asterisk, ami_timeout_s=timeout)
+        try:
+            async with AmiClient(ast) as ami:
+                contacts = await ami.pjsip_contacts()
+        except (AmiError, OSError):
+            continue
+        found = found if found is not None else {}
+        for c in contacts:
+            if c.get("Aor") == str(extension):
+                found.setdefault(c.get("Uri", ""), Registration(
+                    uri=c.get("Uri", ""), user_agent=c.get("UserAgent", ""), since=None,
+                    expires_at=_expires(c.get("ExpirationTime"))))
+    return None if found is None else list(found.values())

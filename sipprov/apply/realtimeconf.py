@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sipprov import secretfile
-from sipprov.config import DEFAULT_STATE_DIR, Config
+from sipprov.config import DEFAULT_STATE_DIR, Config, check_site
 
 # Loaded after res_pjsip's own modules (order does not matter with autoload=no and
 # explicit load lines; Asterisk resolves dependencies).
@@ -121,11 +121,21 @@ def extconfig_conf() -> str:
     return "\n".join(lines) + "\n"
 
 
-def res_pgsql_conf(link: DbLink, show_password: bool = True) -> str:
+def app_name(site: str | None) -> str:
+    """res_pgsql.conf's dbappname for a node of `site`: the realtime views serve such a
+    session the agents and queues of that site too (asterisk.node_site(), migration
+    015). The site was checked when the configuration loaded; checked again here."""
+    if site is None:
+        return ""
+    return "sipprov-site:" + check_site(site)
+
+
+def res_pgsql_conf(link: DbLink, show_password: bool = True, site: str | None = None) -> str:
     where = (f"dbsock = {link.host}\n" if link.is_socket else f"dbhost = {link.host}\n")
+    appname = f"dbappname = {app_name(site)}\n" if site else ""
     return (
         "[general]\n"
-        f"{where}"
+        f"{where}{appname}"
         f"dbport = {link.port}\n"
         f"dbname = {link.dbname}\n"
         f"dbuser = {link.user}\n"
@@ -165,7 +175,7 @@ def modules_conf_lines() -> str:
 
 
 def operator_config(cfg: Config, link: DbLink, show_password: bool = False,
-                    with_files: bool = False) -> str:
+                    with_files: bool = False, site: str | None = None) -> str:
     """Everything `sipprov asterisk realtime-config` prints, file by file."""
     where = (f"the socket folder {link.host}" if link.is_socket
              else f"{link.host}:{link.port}")
@@ -175,7 +185,7 @@ def operator_config(cfg: Config, link: DbLink, show_password: bool = False,
         f"; as the read-only role {link.user} (docs/apply.md, \"Backends\").\n\n"
         "; --- extconfig.conf\n" + extconfig_conf() + "\n"
         "; --- res_pgsql.conf (mode 0600: it holds the role's password)\n"
-        + res_pgsql_conf(link, show_password) + "\n"
+        + res_pgsql_conf(link, show_password, site) + "\n"
         "; --- sorcery.conf\n" + sorcery_conf(cfg, with_files=with_files) + "\n"
         "; --- modules.conf ([modules]; with autoload = yes they load anyway)\n"
         + modules_conf_lines() + "load => func_devstate.so\n"

@@ -379,7 +379,8 @@ class Renderer:
         queues = sorted(
             (
                 QueueConf(q.id, q.name, q.strategy, q.number,
-                          tuple(sorted(q.members, key=lambda m: (m.extension, m.penalty))))
+                          tuple(sorted(q.members, key=lambda m: (m.extension, m.penalty))),
+                          q.site)
                 for q in snapshot.queues
             ),
             key=lambda q: (q.name, q.id),

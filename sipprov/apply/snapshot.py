@@ -8,6 +8,7 @@ table (10,000 agents = a few fetches, not 10,000 round trips).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import asyncpg
@@ -30,6 +31,7 @@ class AgentConf:
     mute_mic: bool
     autologin_phone: bool
     priority: int
+    site: str | None = None
 
 
 # A field the registry marks `rendered` must be here too (and in the templates): fail
@@ -55,6 +57,7 @@ class QueueConf:
     strategy: str
     number: int | None
     members: tuple[QueueMemberConf, ...] = ()
+    site: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +79,22 @@ async def load(conn: asyncpg.Connection) -> Snapshot:
     for row in member_rows:
         members.setdefault(row[0], []).append(QueueMemberConf(row[1], row[3], row[2]))
     queues = [
-        QueueConf(row[0], row[1], row[2], row[3], tuple(members.get(row[0], ())))
+        QueueConf(row[0], row[1], row[2], row[3], tuple(members.get(row[0], ())), row[4])
         for row in queue_rows
     ]
     return Snapshot(version=int(version), agents=agents, queues=queues)
+
+
+def for_site(snap: Snapshot, site: str | None) -> Snapshot:
+    """What a node of `site` serves: the agents and queues without a site, and those of
+    its site (None: only those without). Queue members follow their agents."""
+    agents = [a for a in snap.agents if a.site is None or a.site == site]
+    if len(agents) == len(snap.agents) and all(q.site in (None, site) for q in snap.queues):
+        return snap
+    kept = {a.extension for a in agents}
+    queues = [dataclasses.replace(q, members=tuple(m for m in q.members if m.extension in kept))
+              for q in snap.queues if q.site is None or q.site == site]
+    return Snapshot(version=snap.version, agents=agents, queues=queues)
 
 
 async def load_from_pool(pool: asyncpg.Pool) -> Snapshot:

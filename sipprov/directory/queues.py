@@ -37,6 +37,7 @@ def _queue_from_row(row: asyncpg.Record, members: list[QueueMember] | None = Non
         kind=row["kind"],
         strategy=row["strategy"],
         number=row["number"],
+        site=row["site"],
         member_count=row["member_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -102,7 +103,8 @@ async def create_queue(
             conn, cfg.extensions, data.number, extensions.queue_owner(queue_id), field="number"
         )
     try:
-        await sql.insert(conn, queue_id, name, label, data.kind, data.strategy, data.number)
+        await sql.insert(conn, queue_id, name, label, data.kind, data.strategy, data.number,
+                         data.site)
     except asyncpg.UniqueViolationError as exc:
         raise conflict_from(exc, name) from None
     await audit.record(
@@ -112,7 +114,7 @@ async def create_queue(
         "queue",
         queue_id,
         {"name": name, "label": label, "kind": data.kind, "strategy": data.strategy,
-         "number": data.number},
+         "number": data.number, "site": data.site},
     )
     queue = await get_queue(conn, name)
     version = await config_state.bump(conn) if data.kind == "voice" else None
@@ -150,6 +152,7 @@ async def update_queue(
     kind: str = data.kind if data.kind is not None else row["kind"]
     strategy: str = data.strategy if data.strategy is not None else row["strategy"]
     number = row["number"]
+    site: str | None = data.site if "site" in fields else row["site"]
     if "number" in fields:
         if data.number is not None and kind != "voice":
             raise validation.Refused("number", "only voice queues have a number")
@@ -157,8 +160,9 @@ async def update_queue(
     elif kind != "voice":
         number = None
 
-    after = (new_name, label, kind, strategy, number)
-    if after == (row["name"], row["label"], row["kind"], row["strategy"], row["number"]):
+    after = (new_name, label, kind, strategy, number, site)
+    if after == (row["name"], row["label"], row["kind"], row["strategy"], row["number"],
+                 row["site"]):
         return await get_queue(conn, row["name"]), None
 
     owner = extensions.queue_owner(row["id"])
@@ -168,7 +172,7 @@ async def update_queue(
         if number is not None:
             await extensions.allocate_exact(conn, cfg.extensions, number, owner, field="number")
     try:
-        await sql.update(conn, row["id"], new_name, label, kind, strategy, number)
+        await sql.update(conn, row["id"], new_name, label, kind, strategy, number, site)
     except asyncpg.UniqueViolationError as exc:
         raise conflict_from(exc, new_name) from None
     if row["kind"] == "ticket" and kind != "ticket":
@@ -183,15 +187,15 @@ async def update_queue(
         "queue",
         row["id"],
         {
-            "old": {k: row[k] for k in ("name", "label", "kind", "strategy", "number")},
+            "old": {k: row[k] for k in ("name", "label", "kind", "strategy", "number", "site")},
             "new": {"name": new_name, "label": label, "kind": kind, "strategy": strategy,
-                    "number": number},
+                    "number": number, "site": site},
         },
     )
     queue = await get_queue(conn, new_name)
     # The label is never seen by Asterisk: a label-only change bumps nothing.
     visible = "voice" in (row["kind"], kind) and after[:1] + after[2:] != (
-        row["name"], row["kind"], row["strategy"], row["number"])
+        row["name"], row["kind"], row["strategy"], row["number"], row["site"])
     version = await config_state.bump(conn) if visible else None
     return queue, version
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from sipprov import health as db_health
-from sipprov.apply import quarantine
+from sipprov.apply import nodestatus, quarantine
 from sipprov.db.sql import agents as agent_sql
 from sipprov.http.keys import SERVICES
 from sipprov.http.responses import json_response
@@ -53,6 +53,35 @@ STATUS_SCHEMA = {
             "properties": {
                 "watched": {"type": "boolean"},
                 "registered_agents": {"type": ["integer", "null"], "minimum": 0},
+            },
+        },
+        "nodes": {
+            "type": "array",
+            "description": "every Asterisk node (docs/scale-out.md); one, `default`, "
+                           "without [[asterisk.nodes]]",
+            "items": {
+                "type": "object",
+                "required": ["name", "site", "reachable", "applied_version", "registered",
+                             "last_error"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "site": {"type": ["string", "null"]},
+                    "ami": {"type": "string"},
+                    "sip_server": {"type": "string"},
+                    "reachable": {"type": ["boolean", "null"],
+                                  "description": "its AMI answered at the last apply "
+                                                 "(null: not tried yet)"},
+                    "applied_version": {"type": "integer",
+                                        "description": "last version applied and "
+                                                       "verified on this node"},
+                    "applied_at": {"type": ["string", "null"], "format": "date-time"},
+                    "checked_at": {"type": ["string", "null"], "format": "date-time"},
+                    "registered": {"type": ["integer", "null"], "minimum": 0,
+                                   "description": "agents with a phone registered there "
+                                                  "(null: not watched)"},
+                    "last_error": {"type": ["string", "null"]},
+                    "last_error_at": {"type": ["string", "null"], "format": "date-time"},
+                },
             },
         },
         "config": {
@@ -106,6 +135,9 @@ async def status(request: web.Request) -> web.Response:
         warnings.append(f"{allowed} agents have outbound_allowed but no outbound route is"
                         " configured (asterisk.outbound_dial): their outside calls fail")
     phones = services.phones
+    nodes = await nodestatus.report(
+        services.cfg, services.pool, live.get("nodes"),
+        phones.nodes() if phones is not None else None)
     body = {
         "database": "ok",
         "outbound": {"route_configured": route, "agents_allowed": allowed},
@@ -129,6 +161,7 @@ async def status(request: web.Request) -> web.Response:
             "last_error": last_error,
             "quarantined": [q.to_dict() for q in held_out],
         },
+        "nodes": nodes,
     }
     return json_response(body)
 

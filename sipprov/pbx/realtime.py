@@ -64,12 +64,12 @@ def release_socket(cfg: Config) -> None:
             raise PbxError(f"cannot unmount {target}")
 
 
-def write_realtime_config(cfg: Config, dsn: str | None = None) -> None:
+def write_realtime_config(cfg: Config, dsn: str | None = None, site: str | None = None) -> None:
     """extconfig.conf, res_pgsql.conf (0600: it holds the role's password), sorcery.conf.
 
     `dsn`: the database Asterisk reads (default: database.dsn or the embedded server).
     Tests point the instance at each test's database with this, then reload
-    res_config_pgsql.so.
+    res_config_pgsql.so. `site`: the instance is a node of that site (dbappname).
     """
     dsn = dsn or _dsn(cfg)
     etc = _etc(cfg.pbx)
@@ -85,7 +85,7 @@ def write_realtime_config(cfg: Config, dsn: str | None = None) -> None:
         mounted = _mount_socket(cfg, host)
     link = realtimeconf.db_link(cfg, dsn, password, host=mounted)
     write_atomic(etc / "extconfig.conf", realtimeconf.extconfig_conf())
-    write_atomic(etc / "res_pgsql.conf", realtimeconf.res_pgsql_conf(link), PRIVATE)
+    write_atomic(etc / "res_pgsql.conf", realtimeconf.res_pgsql_conf(link, site=site), PRIVATE)
     write_atomic(etc / "sorcery.conf", realtimeconf.sorcery_conf(cfg, with_files=True))
 
 

@@ -9,7 +9,9 @@ from sipprov.cli.commands import (
     pbx,
     render,
     serve,
+    status,
     tokens,
 )
 
-COMMAND_MODULES = [serve, agents, directory, tokens, auditlog, render, db, pbx, asterisk]
+COMMAND_MODULES = [serve, agents, directory, tokens, auditlog, render, db, pbx, asterisk,
+                   status]

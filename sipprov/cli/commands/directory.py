@@ -118,6 +118,9 @@ def register_queues(sub: argparse._SubParsersAction) -> None:
         c.add_argument("--kind", choices=["voice", "chat", "ticket"])
         c.add_argument("--strategy")
         c.add_argument("--number", type=str, metavar="N", help="dialplan number (voice queues)")
+        c.add_argument("--site", help="served only by the Asterisk nodes of this site")
+        if action == "set":
+            c.add_argument("--no-site", action="store_true", help="served by every node")
         _json_flag(c)
         _waits(c)
         c.set_defaults(func=queue_create if action == "create" else queue_set)
@@ -167,7 +170,8 @@ async def _sync_extensions(pool: asyncpg.Pool, cfg: Config) -> None:
 
 async def queue_create(cfg: Config, args: argparse.Namespace) -> int:
     data = parse(QueueCreate, {"name": args.name,
-                               **_given(args, ("label", "kind", "strategy", "number"))})
+                               **_given(args, ("label", "kind", "strategy", "number",
+                                               "site"))})
     async with open_pool(cfg) as pool:
         await _sync_extensions(pool, cfg)
         q, version = await run(pool, queues.create_queue, cfg, data, cli_actor())
@@ -177,7 +181,9 @@ async def queue_create(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def queue_set(cfg: Config, args: argparse.Namespace) -> int:
-    fields = _given(args, ("label", "kind", "strategy", "number"))
+    fields = _given(args, ("label", "kind", "strategy", "number", "site"))
+    if args.no_site:
+        fields["site"] = None
     if args.new_name is not None:
         fields["name"] = args.new_name
     if args.no_number:

@@ -173,3 +173,7 @@ BEGIN
             TO sipprov_asterisk;
     END IF;
 END $$;
+
+-- Sites (migration 015, docs/scale-out.md): the tables carry each row's site and show
+-- a node only the rows it serves (row-level security on asterisk.node_site()).
+SELECT asterisk.site_rules();

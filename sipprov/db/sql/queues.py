@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncpg
 
 _QUEUE_COLUMNS = """
-q.id, q.name, COALESCE(q.label, q.name) AS label, q.kind, q.strategy, q.number,
+q.id, q.name, COALESCE(q.label, q.name) AS label, q.kind, q.strategy, q.number, q.site,
 q.created_at, q.updated_at,
 (SELECT count(*) FROM queue_members m WHERE m.queue_id = q.id) AS member_count
 """
@@ -25,10 +25,12 @@ LOCK = f"SELECT {_QUEUE_COLUMNS} FROM queues q WHERE lower(q.name) = lower($1) F
 SHARE = "SELECT id, name, kind FROM queues WHERE lower(name) = lower($1) FOR KEY SHARE"
 NEXT_ID = "SELECT nextval(pg_get_serial_sequence('queues', 'id'))"
 INSERT = """
-INSERT INTO queues (id, name, label, kind, strategy, number) VALUES ($1, $2, $6, $3, $4, $5)
+INSERT INTO queues (id, name, label, kind, strategy, number, site)
+VALUES ($1, $2, $6, $3, $4, $5, $7)
 """
 UPDATE = """
-UPDATE queues SET name = $2, kind = $3, strategy = $4, number = $5, label = $6, updated_at = now()
+UPDATE queues SET name = $2, kind = $3, strategy = $4, number = $5, label = $6, site = $7,
+       updated_at = now()
 WHERE id = $1
 """
 DELETE = "DELETE FROM queues WHERE id = $1"
@@ -103,16 +105,16 @@ async def next_id(conn: asyncpg.Connection) -> int:
 
 async def insert(
     conn: asyncpg.Connection, queue_id: int, name: str, label: str, kind: str, strategy: str,
-    number: int | None,
+    number: int | None, site: str | None = None,
 ) -> None:
-    await conn.execute(INSERT, queue_id, name, kind, strategy, number, label)
+    await conn.execute(INSERT, queue_id, name, kind, strategy, number, label, site)
 
 
 async def update(
     conn: asyncpg.Connection, queue_id: int, name: str, label: str, kind: str, strategy: str,
-    number: int | None,
+    number: int | None, site: str | None = None,
 ) -> None:
-    await conn.execute(UPDATE, queue_id, name, kind, strategy, number, label)
+    await conn.execute(UPDATE, queue_id, name, kind, strategy, number, label, site)
 
 
 async def names_like(conn: asyncpg.Connection, prefix: str) -> set[str]:

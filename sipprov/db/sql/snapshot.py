@@ -32,7 +32,7 @@ AGENTS = (
 )
 
 VOICE_QUEUES = (
-    "SELECT q.id, q.name, q.strategy, q.number FROM queues q"
+    "SELECT q.id, q.name, q.strategy, q.number, q.site FROM queues q"
     " WHERE q.kind = 'voice' ORDER BY q.name, q.id"
 )
 

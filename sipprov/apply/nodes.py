@@ -1,0 +1,86 @@
+"""One Asterisk node as the applier drives it: its own backend (files, verifier state,
+what was reloaded), its own AMI link, and what it holds.
+
+The applier hands every node the same snapshot, cut down to what the node serves
+(snapshot.for_site), and applies them side by side: a node that is down (Unavailable)
+keeps its old version and is tried again with backoff, while the others go on
+(docs/scale-out.md, "Several Asterisk nodes").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from sipprov.apply.amilink import AmiFactory, AmiLink
+from sipprov.apply.backends import ApplyBackend
+from sipprov.apply.backends.files import FilesBackend
+from sipprov.apply.backends.realtime import RealtimeBackend
+from sipprov.apply.stats import iso, now
+from sipprov.apply.worker import Worker
+from sipprov.config import Config, Node
+
+
+def node_config(cfg: Config, node: Node) -> Config:
+    """The configuration as one node's backend sees it: the node's AMI settings and
+    files folder."""
+    ast = dataclasses.replace(node.asterisk, config_dir=node.config_dir)
+    return dataclasses.replace(cfg, asterisk=ast)
+
+
+class NodeRunner:
+    """A node's backend, AMI link and recorded state."""
+
+    def __init__(self, cfg: Config, node: Node, worker: Worker,
+                 ami_factory: AmiFactory | None = None,
+                 backend: ApplyBackend | None = None) -> None:
+        self.node = node
+        self.cfg = node_config(cfg, node)
+        self.backend: ApplyBackend = backend or (
+            RealtimeBackend(self.cfg, worker) if cfg.asterisk.backend == "realtime"
+            else FilesBackend(self.cfg, worker))
+        self.ami = AmiLink(self.cfg.asterisk, ami_factory)
+        self.applied_version = 0
+        self.applied_at: datetime | None = None
+        # None: not tried yet in this process.
+        self.reachable: bool | None = None
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def succeeded(self, version: int) -> None:
+        if version > self.applied_version:
+            self.applied_version = version
+            self.applied_at = now()
+        self.reachable = True
+        self.last_error = None
+        self.last_error_at = None
+
+    def failed(self, message: str, reachable: bool) -> None:
+        self.reachable = reachable
+        if message != self.last_error:
+            self.last_error_at = now()
+        self.last_error = message
+
+    def record_row(self) -> tuple[str, str | None, int, bool | None, str | None]:
+        return (self.name, self.node.site, self.applied_version, self.reachable,
+                self.last_error)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "site": self.node.site,
+            "ami": f"{self.cfg.asterisk.ami_host}:{self.cfg.asterisk.ami_port}",
+            "sip_server": self.cfg.asterisk.sip_server,
+            "reachable": self.reachable,
+            "ami_connected": self.ami.connected,
+            "asterisk_version": self.ami.asterisk_version,
+            "applied_version": self.applied_version,
+            "applied_at": iso(self.applied_at),
+            "last_error": self.last_error,
+            "last_error_at": iso(self.last_error_at),
+        }
