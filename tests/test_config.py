@@ -162,3 +162,66 @@ def test_serve_refuses_a_bad_port_option(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "pg").exists()
+
+
+NODES = """
+[asterisk]
+ami_secret = "common"
+ami_port = 5038
+[[asterisk.nodes]]
+name = "ast1"
+site = "waw"
+config_dir = "/srv/ast1"
+[[asterisk.nodes]]
+name = "ast-2"
+ami_host = "10.0.0.2"
+sip_server = "10.0.0.2:5060"
+"""
+
+
+def test_nodes_inherit_the_asterisk_keys_and_take_their_secret_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(NODES)
+    cfg = config_mod.load(path, env={"SIPPROV_NODE_AST_2_AMI_SECRET": "from-env"})
+    one, two = cfg.nodes
+    assert (one.name, one.site, one.asterisk.ami_host, one.asterisk.ami_port,
+            one.asterisk.ami_secret, one.config_dir) == (
+        "ast1", "waw", "127.0.0.1", 5038, "common", Path("/srv/ast1"))
+    assert (two.name, two.site, two.asterisk.ami_host, two.asterisk.ami_secret,
+            two.asterisk.sip_server) == ("ast-2", None, "10.0.0.2", "from-env", "10.0.0.2:5060")
+    # no config_dir: the development PBX instance named like the node
+    assert two.config_dir == cfg.pbx.root / "srv/sipprov/ast-2/etc/asterisk/sipprov"
+    assert config_mod.node_secret_env("ast-2") == "SIPPROV_NODE_AST_2_AMI_SECRET"
+
+
+def test_without_nodes_the_asterisk_keys_are_one_node() -> None:
+    cfg = config_mod.Config()
+    (node,) = cfg.nodes
+    assert node.name == config_mod.DEFAULT_NODE and node.site is None
+    assert node.asterisk == cfg.asterisk and node.config_dir == cfg.generated_dir
+
+
+@pytest.mark.parametrize(
+    "nodes, word",
+    [
+        ('[[asterisk.nodes]]\nname = "a"\n[[asterisk.nodes]]\nname = "A"\nami_port = 1\n',
+         "two nodes are named"),
+        ('[[asterisk.nodes]]\nname = "a"\n[[asterisk.nodes]]\nname = "b"\n',
+         "same AMI address 127.0.0.1:5038"),
+        ('[[asterisk.nodes]]\nname = "a"\nconfig_dir = "/x"\n'
+         '[[asterisk.nodes]]\nname = "b"\nami_port = 2\nconfig_dir = "/x"\n', "same config_dir"),
+        ('[[asterisk.nodes]]\nname = "a"\nsite = "waw\\n[x]"\n', "asterisk.nodes: node[0] (a).site"),
+        ('[[asterisk.nodes]]\nname = "a"\nsite = "a;b"\n', "node[0] (a).site"),
+        ('[[asterisk.nodes]]\nname = "a b"\n', "node[0] (a b).name"),
+        ('[[asterisk.nodes]]\nname = "a"\namiport = 1\n', "node[0] (a).amiport: unknown key"),
+        ('[[asterisk.nodes]]\nname = "a"\nami_port = "1"\n', "node[0] (a).ami_port"),
+        ('[[asterisk.nodes]]\nname = "a"\nami_secret = "x\\ny"\n', "node[0] (a).ami_secret"),
+        ('[[asterisk.nodes]]\nname = "a"\nconfig_dir = "rel"\n', "node[0] (a).config_dir"),
+        ('[[asterisk.nodes]]\nami_port = 1\n', "node[0].name"),
+    ],
+)
+def test_bad_nodes_name_the_node_and_key(tmp_path: Path, nodes: str, word: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(nodes)
+    with pytest.raises(config_mod.ConfigError, match=re.escape(word)):
+        config_mod.load(path, env={})

@@ -376,3 +376,49 @@ async def test_a_site_is_served_only_by_its_nodes(make_nodes: NodesFactory,
     await _applied(env, version)
     assert not await env.has_endpoint(0, w)
     assert await env.has_endpoint(1, w)
+
+
+async def test_migration_015_also_works_after_016(pg_base_dsn: str) -> None:
+    """A database that had migration 016 (realtime tables) before 015 existed gets the
+    site column and rule on the tables when 015 arrives; the tables still match their
+    definitions, and the Asterisk role sees only what its session's site serves."""
+    import uuid
+
+    from sipprov.db import database as db_mod
+    from tests.conftest import _dsn_for
+
+    name = "t_mig_" + uuid.uuid4().hex[:10]
+    admin = await asyncpg.connect(pg_base_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        conn = await asyncpg.connect(_dsn_for(pg_base_dsn, name))
+        try:
+            migrations = db_mod.available_migrations()
+            for mig in migrations:
+                if mig.version != 15:
+                    async with conn.transaction():
+                        await conn.execute(mig.sql)
+            await conn.execute(next(m.sql for m in migrations if m.version == 15))
+            for rel in ("ps_endpoints", "ps_auths", "ps_aors"):
+                table = await conn.fetch(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass"
+                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum", f"asterisk.{rel}")
+                view = await conn.fetch(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass"
+                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    f"asterisk_src.{rel}")
+                assert [r[0] for r in table] == [r[0] for r in view]
+                assert table[-1][0] == "site"
+                assert await conn.fetchval(
+                    "SELECT count(*) FROM pg_policies WHERE schemaname = 'asterisk'"
+                    " AND tablename = $1 AND policyname = 'node_site'", rel) == 1
+            await conn.execute("SELECT asterisk_src.refresh(NULL)")
+            await conn.execute("SET application_name = 'sipprov-site:waw'")
+            assert await conn.fetchval("SELECT asterisk.node_site()") == "waw"
+            await conn.execute("SET application_name = 'sipprov-site:a;b'")
+            assert await conn.fetchval("SELECT asterisk.node_site()") is None
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()

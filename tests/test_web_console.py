@@ -303,6 +303,9 @@ def test_asterisk_page_shows_what_is_held_out(browser, console: Console) -> None
 
     wait(browser, held_out)
     assert f"/agents/{agent_id}" in browser.find_element(By.ID, "held-out").get_attribute("innerHTML")
+    # the Asterisk nodes: the one node of a config without [[asterisk.nodes]]
+    nodes = browser.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in nodes] == ["default"]
     browser.get(f"{console.url}/agents/{agent_id}")
     assert browser.find_element(By.ID, "quarantine").text
     browser.get(f"{console.url}/agents/{agent_id}/edit")

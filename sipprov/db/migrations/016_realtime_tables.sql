@@ -176,4 +176,10 @@ END $$;
 
 -- Sites (migration 015, docs/scale-out.md): the tables carry each row's site and show
 -- a node only the rows it serves (row-level security on asterisk.node_site()).
-SELECT asterisk.site_rules();
+-- (Conditional: a database migrated to 016 before 015 existed gets them from 015.)
+DO $$
+BEGIN
+    IF to_regprocedure('asterisk.site_rules()') IS NOT NULL THEN
+        PERFORM asterisk.site_rules();
+    END IF;
+END $$;
