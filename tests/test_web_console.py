@@ -303,9 +303,6 @@ def test_asterisk_page_shows_what_is_held_out(browser, console: Console) -> None
 
     wait(browser, held_out)
     assert f"/agents/{agent_id}" in browser.find_element(By.ID, "held-out").get_attribute("innerHTML")
-    # the Asterisk nodes: the one node of a config without [[asterisk.nodes]]
-    nodes = browser.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
-    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in nodes] == ["default"]
     browser.get(f"{console.url}/agents/{agent_id}")
     assert browser.find_element(By.ID, "quarantine").text
     browser.get(f"{console.url}/agents/{agent_id}/edit")
@@ -313,6 +310,18 @@ def test_asterisk_page_shows_what_is_held_out(browser, console: Console) -> None
     browser.find_element(By.ID, "save").click()
     wait(browser, EC.url_contains(f"/agents/{agent_id}?done=saved"))
     wait(browser, lambda d: not held_out(d))
+
+
+def test_asterisk_page_lists_the_nodes(browser, console: Console) -> None:
+    """The Asterisk nodes table: the one node of a config without [[asterisk.nodes]],
+    with the applier's view of it (docs/scale-out.md)."""
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/asterisk")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
+    cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+    assert [c[0] for c in cells] == ["default"], cells
+    assert cells[0][1] == "—"   # no site
 
 
 def test_licence_limit_and_departments(browser, console: Console) -> None:
