@@ -57,3 +57,46 @@ def test_a_node_of_a_site_names_it_in_res_pgsql_conf() -> None:
     assert "dbappname = sipprov-site:waw\n" in realtimeconf.res_pgsql_conf(link, site="waw")
     assert "dbappname" not in realtimeconf.res_pgsql_conf(link)
     assert AgentUpdate(site=None).site is None and QueueUpdate(site=None).site is None
+
+
+def test_the_console_form_sets_and_refuses_a_site() -> None:
+    from multidict import MultiDict, MultiDictProxy
+
+    from sipprov.web import agentform
+
+    def posted(site: str) -> agentform.Posted:
+        return agentform.read_create(MultiDictProxy(MultiDict(
+            first_name="Jan", last_name="Kowalski", email="j@example.com", role="agent",
+            language="pl", account_type="standard", priority="1", outbound_mode="manual",
+            site=site)), [], lambda t: t, lambda e: e.message)
+
+    good = posted(" waw ")
+    assert good.errors == {} and AgentCreate(**good.data).site == "waw"
+    assert posted("").errors == {} and AgentCreate(**posted("").data).site is None
+    assert set(posted("a;b").errors) == {"site"}
+
+
+def test_realtime_config_for_a_node_of_a_site(tmp_path) -> None:
+    import subprocess
+
+    from tests.faults.service import SIPPROV
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        '[database]\ndsn = "postgresql://sipprov@127.0.0.1:5432/sipprov"\n'
+        '[asterisk]\nrealtime_db_password = "secret-word"\n'
+        '[[asterisk.nodes]]\nname = "ast1"\nami_port = 5038\n'
+        '[[asterisk.nodes]]\nname = "ast2"\nami_port = 5039\nsite = "hcm"\n')
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SIPPROV, "-c", str(conf), "asterisk", "realtime-config", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    two = cli("--node", "ast2")
+    assert two.returncode == 0, two.stderr
+    assert "dbappname = sipprov-site:hcm\n" in two.stdout and "secret-word" not in two.stdout
+    one = cli("--node", "ast1")
+    assert one.returncode == 0 and "dbappname" not in one.stdout
+    bad = cli("--node", "ast3")
+    assert bad.returncode == 2 and "--node" in bad.stderr and "ast1, ast2" in bad.stderr
+    assert bad.stdout == ""

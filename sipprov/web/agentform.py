@@ -80,6 +80,9 @@ GROUPS = (
               hint=N_("Empty: first letter of the first name + . + last name.")),
         Field("mute_mic", N_("Mute microphone by default (web softphone)"), kind="checkbox"),
         Field("autologin_phone", N_("Log in automatically with the phone"), kind="checkbox"),
+        Field("site", N_("Site"), maxlength=32,
+              hint=N_("Empty: every Asterisk node serves this agent; else only the nodes "
+                      "of this site.")),
     )),
     Group("outbound", N_("Outbound calls"), (
         Field("outbound_allowed", N_("Outbound calling allowed"), kind="checkbox"),
