@@ -90,3 +90,31 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     left = [p.name for p in instances.glob("bench-*") if p.name not in before
             and not Path(f"/proc/{p.name.removeprefix('bench-')}").exists()]
     assert not left, f"bench instances left behind: {left}"
+
+
+def test_scaleout_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
+    """`python -m bench.scaleout`: two nodes, Kamailio, the storms, the node kill."""
+    if os.geteuid() != 0:
+        _unavailable("needs root (chroot, mount)")
+    if not shutil.which("sipp") or not shutil.which("kamailio"):
+        _unavailable("sipp and kamailio are needed (apt-get install sip-tester kamailio)")
+    out = tmp_path / "results.json"
+    out.write_text('{"other": 1}\n')
+    argv = [sys.executable, "-m", "bench.scaleout", "--agents", "60", "--samples", "2",
+            "--out", str(out)]
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, f"bench failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    r = json.loads(out.read_text())
+    assert r["other"] == 1, "the other keys of results.json must stay"
+    s = r["scaleout"]
+    assert s["complete"] is True
+    for key in ("one_node_astdb", "one_node_shared", "two_nodes_front"):
+        assert s[key]["steps"] and s[key]["steps"][0]["ok"] > 0, key
+    assert set(s["create_to_registrable_ms"]) == {"node1", "node2", "front"}
+    killed = s["node_killed_during_storm"]
+    assert killed["dispatcher_marked_down_s"] is not None
+    assert "registrations lost" in res.stdout
+    instances = Config().pbx.instance_dir.parent
+    assert not [p for p in instances.glob("bench-*") if str(os.getpid()) not in p.name
+                and not Path(f"/proc/{p.name.split('-')[1]}").exists()]

@@ -114,7 +114,7 @@ def start(folder: Path, port: int, nodes: list[Node], host: str = "127.0.0.1",
     argv = [
         kamailio_binary(), "-f", str(config_path()), "-DD", "-E",
         "-l", f"udp:{host}:{int(port)}",
-        "-m", "32", "-M", "8",
+        "-m", "256", "-M", "8",
         "-P", str(_pid_file(folder)), "-Y", str(folder), "-w", str(folder),
         "-A", f'DS_LIST="{ds_list}"',
         "-A", f"DS_PING_INTERVAL={int(ping_interval_s)}",
