@@ -6,7 +6,7 @@ in-process on node 1, Kamailio in front of both: sipprov/pbx/front.py), measures
 prints the figures and merges them into bench/results.json under "scaleout" (the
 other keys stay).
 
-Measured, all N agents inserted in bulk (bench/realtime.py's SQL), realtime backend:
+Measured, all N agents inserted in bulk (bench/backends.py's SQL), realtime backend:
 
 - REGISTER storm capacity: all N agents REGISTER once (one SIPp process, digest MD5)
   at rising rates until the first failures, in three set-ups: one node with contacts
@@ -46,7 +46,7 @@ from sipprov.pbx import front as front_mod
 from sipprov.pbx import sipp
 from sipprov.pbx.sipclient import SipClient
 
-from . import env, machine, realtime, report
+from . import backends, env, machine, report
 from .stats import summary
 
 RATES = (250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0)
@@ -70,7 +70,7 @@ def node_config(base: Config, name: str, shared: bool) -> Config:
 
 def _accounts(cfg: Config, n: int) -> list[tuple[str, str]]:
     first = cfg.extensions.first
-    return [(str(first + i), realtime.PASSWORD.format(ext=first + i)) for i in range(n)]
+    return [(str(first + i), backends.PASSWORD.format(ext=first + i)) for i in range(n)]
 
 
 async def _storm(port: int, accounts: list[tuple[str, str]], rate: float) -> dict[str, Any]:
@@ -86,13 +86,13 @@ async def _storm(port: int, accounts: list[tuple[str, str]], rate: float) -> dic
             "achieved_per_s": round(result.ok / result.elapsed, 1) if result.elapsed else None}
 
 
-async def _ladder(label: str, port: int, accounts: list[tuple[str, str]]
-                  ) -> dict[str, Any]:
+async def _ladder(label: str, port: int, accounts: list[tuple[str, str]],
+                  rates: tuple[float, ...]) -> dict[str, Any]:
     """Storms at rising rates until one loses a registration (the first storm adds
     every contact, the later ones refresh them, in every set-up)."""
     steps = []
     capacity = None
-    for rate in RATES:
+    for rate in rates:
         env.stage(f"scaleout {label}: storm {rate:g}/s")
         step = await _storm(port, accounts, rate)
         steps.append(step)
@@ -200,7 +200,8 @@ async def _kill_during_storm(nodes: list[Config], front: front_mod.Front,
             "recovered_after_s": round(max(failed + slow, default=0.0), 2)}
 
 
-async def run(base: Config, pg: env.Postgres, n: int, samples: int) -> dict[str, Any]:
+async def run(base: Config, pg: env.Postgres, n: int, samples: int,
+              rates: tuple[float, ...] = RATES) -> dict[str, Any]:
     out: dict[str, Any] = {"agents": n, "samples": samples}
     nodes = [node_config(base, "n1", False), node_config(base, "n2", True)]
     dsn = await pg.create_database("scaleout")
@@ -208,9 +209,9 @@ async def run(base: Config, pg: env.Postgres, n: int, samples: int) -> dict[str,
         cfg.database = dataclasses.replace(cfg.database, dsn=dsn)
     front = None
     svc = None
-    pool = await realtime._bootstrap(nodes[0])
+    pool = await backends._bootstrap(nodes[0])
     try:
-        await realtime._populate(pool, nodes[0], n)
+        await backends._populate(pool, nodes[0], n)
         accounts = _accounts(nodes[0], n)
 
         env.stage(f"scaleout N={n}: node 1 alone, contacts in astdb")
@@ -218,7 +219,7 @@ async def run(base: Config, pg: env.Postgres, n: int, samples: int) -> dict[str,
         svc = await env.start_service(nodes[0], dsn)
         await env.wait_until_applied(svc, 300)
         out["one_node_astdb"] = await _ladder("one node, astdb", nodes[0].pbx.sip_port,
-                                              accounts)
+                                              accounts, rates)
 
         env.stage(f"scaleout N={n}: node 1 alone, shared contacts")
         # the same node restarted with contact = realtime,ps_contacts (the service stays
@@ -227,7 +228,7 @@ async def run(base: Config, pg: env.Postgres, n: int, samples: int) -> dict[str,
         await asyncio.to_thread(pbx_mod.stop, nodes[0])
         await asyncio.to_thread(pbx_mod.start, nodes[0])
         out["one_node_shared"] = await _ladder("one node, shared contacts",
-                                               nodes[0].pbx.sip_port, accounts)
+                                               nodes[0].pbx.sip_port, accounts, rates)
 
         env.stage(f"scaleout N={n}: two nodes behind Kamailio")
         await asyncio.to_thread(env.start_pbx, nodes[1])
@@ -236,7 +237,7 @@ async def run(base: Config, pg: env.Postgres, n: int, samples: int) -> dict[str,
             front_mod.start, pg.data_dir.parent / "front", env.free_port(socket.SOCK_DGRAM),
             [front_mod.Node(HOST, c.pbx.sip_port) for c in nodes])
         out["two_nodes_front"] = await _ladder("two nodes behind Kamailio", front.port,
-                                               accounts)
+                                               accounts, rates)
 
         env.stage(f"scaleout N={n}: create -> registrable from every node")
         clients = {"node1": await SipClient.open(HOST, nodes[0].pbx.sip_port),
@@ -290,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES),
+                        help="storm rates per second, rising (default: %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     args = parser.parse_args(argv)
     tmp = env.TempDir()
@@ -301,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pg.start()
         env.reap_stale_instances(base)
-        result = asyncio.run(run(base, pg, args.agents, args.samples))
+        rates = tuple(float(r) for r in args.rates.split(","))
+        result = asyncio.run(run(base, pg, args.agents, args.samples, rates))
         ok = True
     except Exception as exc:  # report, clean up, exit non-zero
         env.stage(f"FAILED: {type(exc).__name__}: {exc}")

@@ -4,9 +4,8 @@ Two more named instances of the development PBX root (sipprov/pbx/instance.py), 
 with its own AMI and SIP ports, both with the realtime backend and shared contacts
 (asterisk.ps_contacts): they are started once per test module and reused; each test
 points both at its own database (as tests/test_realtime.py does with the session's
-PBX). The applier of a test runs against node 1 and writes node 1's generated files;
-node 2 gets the same files (the realtime render: static dialplan, queues.conf) copied
-and reloaded, which is what a per-node apply will do.
+PBX). The applier of a test drives both as [[asterisk.nodes]] (per-node apply: each
+gets its generated files, cache expiry, verification).
 """
 
 from __future__ import annotations
@@ -18,20 +17,17 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
 from sipprov import pbx as pbx_mod
 from sipprov.agents import extensions
-from sipprov.apply import render as render_mod
-from sipprov.apply.ami import AmiClient
 from sipprov.apply.applier import Applier
 from sipprov.apply.backends.files import FilesBackend
 from sipprov.apply.phones import PhoneTracker
-from sipprov.config import Config
+from sipprov.config import Config, NodeConfig
 from sipprov.db import database
 from sipprov.pbx import front as front_mod
 from tests.pbx_fixtures import (
@@ -117,29 +113,16 @@ def front(nodes: list[Config], tmp_path_factory: pytest.TempPathFactory
 class Cluster:
     """Both nodes on one test database, an applier and phone tracker on node 1."""
 
-    nodes: list[Config]
+    nodes: list[Config]  # the instances' own configs, in node order
     dsn: str
     pool: asyncpg.Pool
     applier: Applier
     phones: PhoneTracker
-    extra: list[Applier] = field(default_factory=list)
 
-    @property
-    def cfg(self) -> Config:
-        return self.nodes[0]
+    cfg: Config  # the applier's: both nodes as [[asterisk.nodes]]
 
     def sip_port(self, node: int) -> int:
         return self.nodes[node].pbx.sip_port
-
-    async def sync_files(self) -> None:
-        """Node 2 gets node 1's generated files (realtime render) and reloads them."""
-        src, dst = Path(self.nodes[0].generated_dir), Path(self.nodes[1].generated_dir)
-        for name in render_mod.FILES:
-            pbx_mod.write_atomic(dst / name, (src / name).read_text(),
-                                 self.nodes[1].security.file_mode)
-        async with AmiClient(self.nodes[1].asterisk) as ami:
-            for module in render_mod.MODULE_FOR_FILE.values():
-                await ami.reload(module)
 
 
     async def restart(self, node: int) -> None:
@@ -169,6 +152,10 @@ async def cluster(nodes: list[Config], db_dsn: str) -> AsyncIterator[Cluster]:
         await point_realtime_at(node, db_dsn)
     cfg = copy.deepcopy(nodes[0])
     cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
+    cfg.asterisk = dataclasses.replace(cfg.asterisk, nodes=[
+        NodeConfig(name=n.pbx.instance, ami_port=n.asterisk.ami_port,
+                   sip_server=n.asterisk.sip_server, config_dir=n.generated_dir)
+        for n in nodes])
     cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=20,
                                       backoff_min_s=0.2, backoff_max_s=1.0)
     pool = await database.create_pool(db_dsn, cfg.database)
@@ -176,20 +163,18 @@ async def cluster(nodes: list[Config], db_dsn: str) -> AsyncIterator[Cluster]:
         await extensions.sync_pool(conn, cfg.extensions)
     applier = Applier(pool, cfg)
     phones = PhoneTracker(cfg)
-    assert isinstance(applier.backend, FilesBackend)
-    applier.backend.on_registrations_ended = phones.forget
+    for backend in applier.backends():
+        assert isinstance(backend, FilesBackend)
+        backend.on_registrations_ended = phones.forget
     await applier.start()
     await phones.start()
-    made = Cluster([cfg, nodes[1]], db_dsn, pool, applier, phones)
+    made = Cluster(list(nodes), db_dsn, pool, applier, phones, cfg)
     try:
         await wait_first_apply(applier)
-        await made.sync_files()
         yield made
     finally:
         await phones.stop()
         await applier.stop()
-        for extra in made.extra:
-            await extra.stop()
         await pool.close()
         for node in nodes:
             if not pbx_mod.status(node).running:  # a test killed it

@@ -101,7 +101,7 @@ def test_scaleout_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     out.write_text('{"other": 1}\n')
     argv = [sys.executable, "-m", "bench.scaleout", "--agents", "60", "--samples", "2",
-            "--out", str(out)]
+            "--rates", "500", "--out", str(out)]
     res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
                          stdin=subprocess.DEVNULL)
     assert res.returncode == 0, f"bench failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
