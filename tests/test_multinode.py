@@ -15,9 +15,10 @@ import pytest
 
 from sipprov import pbx as pbx_mod
 from sipprov.agents import service as agents
-from sipprov.agents.models import AgentCreate, AgentUpdate
+from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
 from sipprov.apply.ami import AmiClient
 from sipprov.db.transaction import run
+from sipprov.directory import queues
 from sipprov.http.agents import registration
 from sipprov.pbx import front as front_mod
 from sipprov.pbx import sipp
@@ -223,3 +224,32 @@ async def test_a_killed_node_is_taken_out_and_phones_come_back_through_the_other
         phone.cleanup()
         await cluster.restart(dead)
     await _dispatcher(front, uris[dead], "A")
+
+
+async def test_a_queue_on_node_1_rings_a_member_registered_via_node_2(cluster: Cluster) -> None:
+    """The device state app_queue rings by (Custom:sipprov<ext>, kept by the phone
+    tracker on every node) follows a registration made through the other node; the
+    call then finds the member's contact in the shared table."""
+    _, version = await run(cluster.pool, queues.create_queue, cluster.cfg,
+                           QueueCreate(name="shared", number=990), "test")
+    caller = await _create(cluster, 1)
+    member = await _create(cluster, 2, queues=[QueueAssignment(name="shared")])
+    await _applied(cluster, member.config_version)
+    assert caller.sip and member.sip
+    iface = f"PJSIP/{member.agent.extension}"
+    async with await sipp.start_uas(HOST, cluster.sip_port(1), member.sip.username,
+                                    member.sip.password, timeout=30) as phone:
+        deadline = time.monotonic() + 15
+        async with AmiClient(cluster.nodes[0].asterisk) as ami:
+            while True:  # 1 = not in use, on node 1
+                status = {m.interface: m.status
+                          for m in (await ami.queue_status("shared")).get("shared", [])}
+                if status.get(iface) == 1:
+                    break
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.1)
+        result = await sipp.call(HOST, cluster.sip_port(0), caller.sip.username,
+                                 caller.sip.password, "990", hold_s=0.3, timeout=20)
+        assert await phone.wait(10), f"the queue on node 1 did not ring the member ({result})"
+        assert result.ok, result
+    await sipp.unregister(HOST, cluster.sip_port(1), member.sip.username, member.sip.password)
