@@ -110,6 +110,9 @@ class HttpConfig:
     # Whether to trust X-Forwarded-For for rate limiting (only behind a proxy you own);
     # the web console then also believes that proxy's X-Forwarded-Proto (Secure cookies).
     trust_forwarded_for: bool = False
+    # GET /metrics (Prometheus): false = a bearer token (any role) is needed; true = no
+    # token (only where the port is reachable by your monitoring alone).
+    metrics_public: bool = False
     # Always mark the web console's cookies Secure (TLS ends at a proxy that sends no
     # X-Forwarded-Proto); otherwise they are Secure when the request came over TLS.
     secure_cookies: bool = False
@@ -544,6 +547,29 @@ class ApplierConfig:
     backoff_min_s: Seconds = 0.5
     backoff_max_s: Seconds = 15.0
     verify: bool = True
+    # Several `sipprov serve` instances (docs/scale-out.md): one leader applies. This
+    # instance's name in /status, /health and /metrics (empty: hostname:pid).
+    instance_name: str = ""
+    # A follower tries to take the lease this often (takeover after the leader dies).
+    leader_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # The leader confirms its lease this often, and steps down when it could not for
+    # leader_lease_s (cut off from PostgreSQL), before PostgreSQL frees the lease.
+    leader_check_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    leader_lease_s: Annotated[float, Field(ge=1, le=600)] = 3.0
+
+    @field_validator("instance_name")
+    @classmethod
+    def _check_instance(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,48}", value):
+            raise ValueError("must be 1-48 letters, digits, _ . : @ -")
+        return value
+
+    @field_validator("leader_lease_s")
+    @classmethod
+    def _check_lease(cls, value: float, info: ValidationInfo) -> float:
+        if value <= info.data.get("leader_check_s", 0):
+            raise ValueError("must be longer than leader_check_s")
+        return value
 
 
 @dataclass(config=_SECTION)

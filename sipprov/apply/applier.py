@@ -185,9 +185,36 @@ class Applier:
         self.worker.shutdown()
         log.info("applier stopped (applied version %d)", self._applied_version)
 
+    async def abort(self, timeout: float = 2.0) -> None:
+        """Stop at once, within about `timeout` (leadership lost): the apply in flight is
+        cancelled, not drained, and the applier's session is ended, which frees the
+        apply lock it may hold for the next leader."""
+        self._stopping = True
+        self._stop_event.set()
+        self.coalescer.wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
+        await self.listener.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ami.close(), timeout)
+        conn, self.db.conn = self.db.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.release(conn), timeout)
+        self.worker.shutdown()
+        log.info("applier aborted (applied version %d)", self._applied_version)
+
     def notify(self) -> None:
         """Something changed (in this process): apply soon."""
         self.coalescer.changed()
+
+    @property
+    def stats(self) -> ApplyStats:
+        return self._stats
 
     @property
     def applied_version(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ class ApplyStats:
     reloads: dict[str, int] = field(
         default_factory=lambda: {m: 0 for m in render_mod.MODULE_FOR_FILE.values()}
     )
+    # Told of each apply's end: (succeeded, seconds or None) - the /metrics counters.
+    listeners: list[Callable[[bool, float | None], None]] = field(default_factory=list)
 
     def count_reload(self, module: str) -> None:
         self.reloads[module] = self.reloads.get(module, 0) + 1
@@ -43,10 +46,16 @@ class ApplyStats:
         self.last_phases_ms = dict(phases)
         self.last_error = None
         self.last_error_at = None
+        self._tell(True, ms / 1000)
 
     def failed(self, message: str) -> None:
         self.last_error = message
         self.last_error_at = now()
+        self._tell(False, None)
+
+    def _tell(self, ok: bool, seconds: float | None) -> None:
+        for listener in self.listeners:
+            listener(ok, seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -51,6 +51,10 @@ def resolve_dsn(cfg: DatabaseConfig) -> str:
     return cfg.dsn or start_embedded(Path(cfg.embedded_dir))
 
 
+POOL_KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "2",
+                   "tcp_keepalives_count": "3"}
+
+
 async def create_pool(dsn: str, cfg: DatabaseConfig) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
@@ -58,6 +62,9 @@ async def create_pool(dsn: str, cfg: DatabaseConfig) -> asyncpg.Pool:
         max_size=cfg.pool_max,
         timeout=cfg.acquire_timeout_s,
         command_timeout=60,
+        # A client that vanished (host down, network cut) must not hold its session, and
+        # with it an apply lock, for the OS default of two hours (docs/scale-out.md).
+        server_settings=POOL_KEEPALIVES,
     )
     assert pool is not None
     return pool

@@ -1,5 +1,6 @@
-"""Builds the aiohttp application: the route table, the two middlewares (errors
-outermost, then authentication) and the login rate limiter (its counts in PostgreSQL)."""
+"""Builds the aiohttp application: the route table, the middlewares (request metrics
+outermost, then errors, then authentication), GET /metrics and the login rate limiter
+(its counts in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from aiohttp import web
 from sipprov import web as web_console
 from sipprov.access.ratelimit import LoginRateLimiter
 from sipprov.access.urlsign import UrlSigner
+from sipprov.apply.leadership import instance_id
 from sipprov.context import Services
 from sipprov.errors import ValidationError
 from sipprov.http import agents, audit, auth_routes, avatars, directory, openapi, queues, status
+from sipprov.http import metrics as metrics_http
 from sipprov.http.auth import auth_middleware
 from sipprov.http.errors import Handler, error_middleware
 from sipprov.http.keys import LOGIN_LIMITER, OPENAPI_DOCUMENT, PUBLIC_ROUTES, SERVICES, URL_SIGNER
 from sipprov.http.routes import Route
 from sipprov.http.waiting import PARAMS as WAIT_PARAMS
+from sipprov.metrics import Metrics
 
 
 def route_table() -> list[Route]:
@@ -44,8 +48,13 @@ def create_app(services: Services, *,
     Nothing runs at startup: the caller has already migrated the database and synced
     the extension pool (sipprov.server.start_services).
     """
+    if services.metrics is None:
+        services.metrics = Metrics(services.instance or instance_id())
+        if services.applier is not None:
+            services.metrics.watch_applier(services.applier)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[metrics_http.middleware(services.metrics), error_middleware,
+                     auth_middleware],
         client_max_size=services.cfg.http.max_body_bytes,
     )
     routes = route_table()
@@ -58,6 +67,7 @@ def create_app(services: Services, *,
     for route in routes:
         app.router.add_route(route.method, route.path, known_query_only(route),
                              name=route.operation_id)
+    app.router.add_get(metrics_http.PATH, metrics_http.metrics_handler, name="metrics")
     web_console.setup(app)  # the console at / (its own middleware; /api/ passes through)
     return app
 

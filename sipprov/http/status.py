@@ -1,13 +1,18 @@
-"""Health (public, for load balancers) and status (for operators: pending vs applied)."""
+"""Health (public, for load balancers) and status (for operators: pending vs applied,
+which instance leads). The Asterisk and phone fields are this instance's view: only the
+leader talks to Asterisk (docs/scale-out.md), so ask it, or read /metrics."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from sipprov import health as db_health
 from sipprov.apply import nodestatus, quarantine
+from sipprov.apply.leadership import current_leader, instance_id
+from sipprov.context import Services
 from sipprov.db.sql import agents as agent_sql
 from sipprov.http.keys import SERVICES
 from sipprov.http.responses import json_response
@@ -19,6 +24,22 @@ HEALTH_SCHEMA = {
     "properties": {
         "status": {"type": "string", "enum": ["ok", "unavailable"]},
         "database": {"type": "string", "enum": ["ok", "unavailable"]},
+        "instance": {"type": "string", "description": "this instance's name"},
+        "leader": {"type": "boolean",
+                   "description": "this instance runs the applier (docs/scale-out.md)"},
+    },
+}
+
+INSTANCE_SCHEMA = {
+    "type": "object",
+    "description": "which sipprov instance answered and which one applies",
+    "required": ["id", "leader", "leader_id"],
+    "properties": {
+        "id": {"type": "string"},
+        "leader": {"type": "boolean", "description": "this instance is the applier leader"},
+        "leader_since": {"type": ["string", "null"], "format": "date-time"},
+        "leader_id": {"type": ["string", "null"],
+                      "description": "the instance that holds the lease (null: none now)"},
     },
 }
 
@@ -27,6 +48,7 @@ STATUS_SCHEMA = {
     "required": ["database", "asterisk", "config"],
     "properties": {
         "database": {"type": "string", "enum": ["ok"]},
+        "instance": INSTANCE_SCHEMA,
         "asterisk": {
             "type": "object",
             "required": ["connected", "version"],
@@ -117,9 +139,26 @@ STATUS_SCHEMA = {
 
 
 async def health(request: web.Request) -> web.Response:
-    ok = await db_health.database_ok(request.app[SERVICES].pool)
+    services = request.app[SERVICES]
+    ok = await db_health.database_ok(services.pool)
     state = "ok" if ok else "unavailable"
-    return json_response({"status": state, "database": state}, status=200 if ok else 503)
+    return json_response({"status": state, "database": state,
+                          "instance": services.instance or instance_id(),
+                          "leader": services.is_leader}, status=200 if ok else 503)
+
+
+async def instance_status(services: Services) -> dict[str, Any]:
+    """This instance, whether it leads, and who leads as the database sees it."""
+    leadership = services.leadership
+    since = leadership.since if leadership is not None and leadership.is_leader else None
+    return {
+        "id": services.instance or instance_id(),
+        "leader": services.is_leader,
+        "leader_since": (datetime.fromtimestamp(since, UTC).isoformat()
+                         if since is not None else None),
+        "leader_id": (await current_leader(services.pool) if leadership is not None
+                      else services.instance or instance_id() if services.is_leader else None),
+    }
 
 
 async def status(request: web.Request) -> web.Response:
@@ -140,6 +179,7 @@ async def status(request: web.Request) -> web.Response:
         phones.nodes() if phones is not None else None)
     body = {
         "database": "ok",
+        "instance": await instance_status(services),
         "outbound": {"route_configured": route, "agents_allowed": allowed},
         "warnings": warnings,
         "asterisk": {

@@ -59,11 +59,8 @@ def parse_wait(request: web.Request) -> Wait:
 
 
 async def _applied(request: web.Request, version: int, timeout_s: float) -> bool:
-    applier = request.app[SERVICES].applier
-    if applier is None:
-        return False
     try:
-        return bool(await applier.wait_applied(version, timeout_s))
+        return await request.app[SERVICES].wait_applied(version, timeout_s)
     except Exception as exc:  # noqa: BLE001 - the change is committed; report it as pending
         log.warning("waiting for config version %d failed: %s", version, type(exc).__name__)
         return False

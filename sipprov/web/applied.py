@@ -19,11 +19,8 @@ async def wait(request: web.Request, version: int | None) -> bool | None:
     """True: applied; False: still pending; None: nothing for Asterisk changed."""
     if version is None:
         return None
-    applier = request.app[SERVICES].applier
-    if applier is None:
-        return False
     try:
-        return bool(await applier.wait_applied(version, WAIT_S))
+        return await request.app[SERVICES].wait_applied(version, WAIT_S)
     except Exception as exc:  # noqa: BLE001 - committed; report it as pending
         log.warning("console: waiting for config version %d failed: %s", version, type(exc).__name__)
         return False

@@ -1,6 +1,6 @@
 """The console's middleware: who is logged in, which language, the CSRF check on every
-POST, HTML error pages, and the security headers. API paths (/api/) pass straight
-through to the API's own middlewares."""
+POST, HTML error pages, and the security headers. API paths (/api/) and /metrics pass
+straight through to the API's own middlewares."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 STATIC_PREFIX = "/static/"
+METRICS_PATH = "/metrics"  # Prometheus (sipprov.http.metrics): not a page
 
 
 def _error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
@@ -28,7 +29,7 @@ def _error_page(request: web.Request, status: int, title: str, message: str) -> 
 
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(API_PREFIX):
+    if request.path.startswith(API_PREFIX) or request.path == METRICS_PATH:
         return await handler(request)
     if request.path.startswith(STATIC_PREFIX):
         response = await handler(request)
