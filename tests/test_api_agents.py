@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sipprov.apply.stats import ApplyStats
 from sipprov.context import Services
 from sipprov.http import create_app
 from tests.api_helpers import agent_body, call
@@ -265,6 +266,7 @@ class FakeApplier:
     def __init__(self, applies: bool) -> None:
         self.applies = applies
         self.waited: list[tuple[int, float]] = []
+        self.stats = ApplyStats()  # what /metrics counts
 
     async def wait_applied(self, version: int, timeout: float) -> bool:
         self.waited.append((version, timeout))

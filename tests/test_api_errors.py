@@ -184,7 +184,8 @@ async def test_database_down_is_503(dead_server: TestServer, admin_token: str) -
     async with aiohttp.ClientSession(base_url=str(dead_server.make_url(""))) as s:
         r = await call(s, "GET", "/api/v1/health")
         assert r.status == 503
-        assert r.body == {"status": "unavailable", "database": "unavailable"}
+        assert r.body == {"status": "unavailable", "database": "unavailable",
+                          "instance": r.body["instance"], "leader": False}
         for method, path, body in [("GET", AGENTS, None), ("POST", AGENTS, agent_body()),
                                    ("GET", "/api/v1/status", None)]:
             r = await call(s, method, path, json=body, headers=auth)

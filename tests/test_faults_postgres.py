@@ -211,8 +211,8 @@ async def test_requests_in_flight_when_postgres_stops(env: Env) -> None:
                               json={"priority": 3}), "update")
         assert_503(await call(env.http, "POST", "/api/v1/agents/1/sip-password"), "rotate")
         health = await call(env.http, "GET", "/api/v1/health")
-        assert health.status == 503 and health.body == {"status": "unavailable",
-                                                        "database": "unavailable"}
+        assert health.status == 503 and health.body["status"] == "unavailable"
+        assert health.body["database"] == "unavailable"
     finally:
         await env.pg.astart()
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
