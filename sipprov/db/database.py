@@ -92,13 +92,15 @@ async def upgrade(conn: asyncpg.Connection) -> list[str]:
     An advisory lock makes concurrent starts (two services, a CLI) safe.
     """
     applied_now: list[str] = []
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
+    # The lock first: two starts on a fresh database (several `sipprov serve`, a CLI)
+    # would otherwise race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
     await conn.execute("SELECT pg_advisory_lock(7261001)")
     try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for mig in available_migrations():
             if mig.version in done:
