@@ -1,6 +1,7 @@
 """Prometheus metrics (GET /metrics, docs/api.md): what an operator graphs and alerts
 on across instances: applies and their latency, pending changes, per-node reachability
-and registered phones, API requests by route and status, who leads.
+and registered phones (every [[asterisk.nodes]] entry; `default` without them), API
+requests by route and status, who leads.
 
 One registry per process (not prometheus_client's global one: tests build several
 apps in one process). Counters are this instance's since it started; the config
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
 APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# The name of the one Asterisk node a config without [[asterisk.nodes]] describes.
-DEFAULT_NODE = "default"
 # The label of requests that matched no route (any number of raw paths: one label).
 UNMATCHED = "unmatched"
 
@@ -35,12 +34,15 @@ class NodeSample:
 
 
 def node_samples(services: Services) -> list[NodeSample]:
-    """Each Asterisk node as this instance sees it (nothing when it does not lead)."""
+    """Each Asterisk node as this instance sees it (nothing when it does not lead):
+    reachable = its AMI link is connected; registered phones from the phone tracker."""
     applier, phones = services.applier, services.phones
     if applier is None:
         return []
-    registered = phones.registered_count() if phones is not None and phones.connected else None
-    return [NodeSample(DEFAULT_NODE, applier.ami.connected, registered)]
+    watched = phones.nodes() if phones is not None else {}
+    return [NodeSample(node.name, node.ami.connected,
+                       (watched.get(node.name) or {}).get("registered"))
+            for node in applier.nodes]
 
 
 class Metrics:

@@ -198,7 +198,8 @@ class Applier:
             await asyncio.wait({task}, timeout=timeout)
         await self.listener.stop()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ami.close(), timeout)
+            await asyncio.wait_for(asyncio.gather(*(n.ami.close() for n in self.nodes)),
+                                   timeout)
         conn, self.db.conn = self.db.conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
