@@ -422,3 +422,55 @@ async def test_migration_015_also_works_after_016(pg_base_dsn: str) -> None:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+async def test_a_hung_node_holds_nobody_back(pbx, pbx_config: Config, db_dsn: str,
+                                             tmp_path: Path) -> None:
+    """A node whose AMI accepts connections and never answers (a hung box): given up on
+    after NODE_CONNECT_TIMEOUT_S (then NODE_RETRY_CONNECT_TIMEOUT_S per retry), not
+    asterisk.ami_timeout_s, so the node that works applies and ?wait=applied answers
+    within seconds."""
+    from sipprov.apply.nodes import NODE_CONNECT_TIMEOUT_S, NODE_RETRY_CONNECT_TIMEOUT_S
+
+    held: list[asyncio.StreamWriter] = []
+    hung = await asyncio.start_server(lambda _r, w: held.append(w), HOST, 0)
+    hung_port = hung.sockets[0].getsockname()[1]
+    cfg = copy.deepcopy(pbx_config)
+    cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=4)
+    cfg.asterisk = dataclasses.replace(
+        cfg.asterisk, backend="files", ami_timeout_s=30.0,
+        nodes=[NodeConfig(name="up", ami_port=pbx_config.asterisk.ami_port,
+                          config_dir=pbx_config.generated_dir),
+               NodeConfig(name="hung", ami_port=hung_port, config_dir=tmp_path / "hung")])
+    cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=20, backoff_min_s=0.2,
+                                      backoff_max_s=1.0)
+    pool = await database.create_pool(db_dsn, cfg.database)
+    applier = Applier(pool, cfg)
+    try:
+        async with pool.acquire() as conn:
+            await extensions.sync_pool(conn, cfg.extensions)
+        await applier.start()
+        # the first apply finds the node hung (NODE_CONNECT_TIMEOUT_S)
+        await _until(lambda: applier.status()["nodes"][1]["reachable"] is False,
+                     NODE_CONNECT_TIMEOUT_S + 10, lambda: f"{applier.status()['nodes']}")
+        body = AgentCreate(first_name="Hung", last_name="Node", email="hung@example.com")
+        created = await run(pool, agents.create_agent, cfg, body, "test")
+        t0 = time.monotonic()
+        assert await applier.wait_applied(created.config_version, 20), applier.status()
+        waited = time.monotonic() - t0
+        # at most a retry in flight plus this apply's own retry of the hung node
+        assert waited < 2 * NODE_RETRY_CONNECT_TIMEOUT_S + 2, waited
+        assert created.agent.extension is not None
+        async with AmiClient(pbx_config.asterisk) as client:
+            assert await client.pjsip_endpoint_exists(str(created.agent.extension))
+        up, stuck = applier.status()["nodes"]
+        assert up["reachable"] is True and up["applied_version"] >= created.config_version
+        assert stuck["reachable"] is False and "no login within" in stuck["last_error"]
+        print(f"\ncreate -> applied with one node hung: {waited:.2f} s")
+    finally:
+        await applier.stop()
+        await pool.close()
+        hung.close()
+        for w in held:
+            w.close()
+        await clean_asterisk(pbx_config)

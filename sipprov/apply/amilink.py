@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -18,8 +19,11 @@ AmiFactory = Callable[[], AmiClient]
 class AmiLink:
     """Hands out a logged-in AmiClient, reconnecting when the last one dropped."""
 
-    def __init__(self, cfg: AsteriskConfig, factory: AmiFactory | None = None) -> None:
+    def __init__(self, cfg: AsteriskConfig, factory: AmiFactory | None = None,
+                 connect_timeout_s: float | None = None) -> None:
         self.cfg = cfg
+        # Connecting and logging in may take this long (None: asterisk.ami_timeout_s).
+        self.connect_timeout_s = connect_timeout_s
         self.factory: AmiFactory = factory or (lambda: AmiClient(cfg))
         self.client: AmiClient | None = None
         self.asterisk_version: str | None = None
@@ -35,7 +39,15 @@ class AmiLink:
         await self.close()
         client = self.factory()
         try:
-            await client.connect()
+            if self.connect_timeout_s is None:
+                await client.connect()
+            else:
+                await asyncio.wait_for(client.connect(), self.connect_timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise Unavailable(f"AMI at {self.cfg.ami_host}:{self.cfg.ami_port}: no login "
+                              f"within {self.connect_timeout_s:g} s") from None
         except AmiError as exc:
             with contextlib.suppress(Exception):
                 await client.close()

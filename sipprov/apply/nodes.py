@@ -21,6 +21,12 @@ from sipprov.apply.stats import iso, now
 from sipprov.apply.worker import Worker
 from sipprov.config import Config, Node
 
+# Several nodes: connecting and logging in to one node's AMI may take this long; to a
+# node that was unreachable at the last try, this long (an Asterisk that is back logs
+# in within milliseconds; one still hung then costs every apply only this much).
+NODE_CONNECT_TIMEOUT_S = 5.0
+NODE_RETRY_CONNECT_TIMEOUT_S = 1.0
+
 
 def node_config(cfg: Config, node: Node) -> Config:
     """The configuration as one node's backend sees it: the node's AMI settings and
@@ -40,7 +46,12 @@ class NodeRunner:
         self.backend: ApplyBackend = backend or (
             RealtimeBackend(self.cfg, worker) if cfg.asterisk.backend == "realtime"
             else FilesBackend(self.cfg, worker))
-        self.ami = AmiLink(self.cfg.asterisk, ami_factory)
+        # With several nodes, a node that hangs (accepts, never answers) is given up on
+        # quickly, so the others' apply (and ?wait=applied) is not held back for the
+        # whole asterisk.ami_timeout_s.
+        self.several = len(cfg.nodes) > 1
+        self.ami = AmiLink(self.cfg.asterisk, ami_factory,
+                           connect_timeout_s=self._connect_timeout(NODE_CONNECT_TIMEOUT_S))
         self.applied_version = 0
         self.applied_at: datetime | None = None
         # None: not tried yet in this process.
@@ -52,6 +63,11 @@ class NodeRunner:
     def name(self) -> str:
         return self.node.name
 
+    def _connect_timeout(self, seconds: float) -> float | None:
+        if not self.several:
+            return None
+        return min(seconds, self.cfg.asterisk.ami_timeout_s)
+
     def succeeded(self, version: int) -> None:
         if version > self.applied_version:
             self.applied_version = version
@@ -59,9 +75,12 @@ class NodeRunner:
         self.reachable = True
         self.last_error = None
         self.last_error_at = None
+        self.ami.connect_timeout_s = self._connect_timeout(NODE_CONNECT_TIMEOUT_S)
 
     def failed(self, message: str, reachable: bool) -> None:
         self.reachable = reachable
+        self.ami.connect_timeout_s = self._connect_timeout(
+            NODE_CONNECT_TIMEOUT_S if reachable else NODE_RETRY_CONNECT_TIMEOUT_S)
         if message != self.last_error:
             self.last_error_at = now()
         self.last_error = message
