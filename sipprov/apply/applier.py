@@ -386,7 +386,9 @@ class Applier:
                 await self.db.release()
                 raise Unavailable(f"database: {exc}") from exc
             result = await self._apply_nodes(conn, snap, force, t0, phases)
-            if not result.noop:
+            # a noop still records a version the nodes hold but config_state does not
+            # (Asterisk got it, then recording it failed)
+            if not result.noop or snap.version > self._applied_version:
                 try:
                     await config_state.mark_applied(conn, snap.version, result.duration_ms)
                 except DB_ERRORS as exc:
