@@ -105,7 +105,8 @@ def traced(asterisk_pid: int | None = None) -> Iterator[ApplyTrace]:
     patch(ApplyConnection, "lock",
           _wrap_async(trace, lambda *a, **k: "db_lock", ApplyConnection.lock))
     patch(Verifier, "verify", _wrap_async(trace, lambda *a, **k: "verify", Verifier.verify))
-    patch(snapshot_mod, "load", _wrap_async(trace, lambda *a, **k: "snapshot", snapshot_mod.load))
+    patch(snapshot_mod.SnapshotLoader, "load",
+          _wrap_async(trace, lambda *a, **k: "snapshot", snapshot_mod.SnapshotLoader.load))
     patch(config_state, "mark_applied",
           _wrap_async(trace, lambda *a, **k: "mark_applied", config_state.mark_applied))
     patch(render_mod, "render_isolating",

@@ -111,6 +111,8 @@ class Applier:
         self._quarantine: list[QuarantineEntry] = []
         self._quarantine_key: frozenset[tuple[str, int, str]] | None = None
         self._quarantine_lock = asyncio.Lock()
+        # re-reads only changed agents (snapshot.SnapshotLoader)
+        self._snapshots = snapshot_mod.SnapshotLoader()
 
     @property
     def backend(self) -> ApplyBackend:
@@ -378,7 +380,7 @@ class Applier:
                 for node in self.nodes:
                     await node.backend.prepare(conn)
                 t_snap = time.monotonic()
-                snap = await snapshot_mod.load(conn)
+                snap = await self._snapshots.load(conn)
                 phases = {"snapshot": _ms(t_snap)}
             except ApplyError:
                 raise

@@ -31,6 +31,20 @@ AGENTS = (
     " ORDER BY u.extension"
 )
 
+# The renderable agents' row versions (users.xmin changes whenever the row is
+# rewritten), in the render's order: the applier re-reads only the rows whose version
+# it has not seen (apply/snapshot.py SnapshotLoader). Every AgentConf column is a
+# users column, so its xmin covers all of them.
+AGENT_STAMPS = (
+    "SELECT u.id, u.xmin::text::bigint AS stamp FROM users u JOIN roles r ON r.id = u.role_id"
+    f" WHERE {_RENDERABLE}"
+    " ORDER BY u.extension"
+)
+AGENTS_BY_ID = (
+    "SELECT " + ", ".join(f"{expr} AS {name}" for name, expr in AGENT_COLUMNS)
+    + " FROM users u WHERE u.id = ANY($1::bigint[])"
+)
+
 VOICE_QUEUES = (
     "SELECT q.id, q.name, q.strategy, q.number, q.site FROM queues q"
     " WHERE q.kind = 'voice' ORDER BY q.name, q.id"
