@@ -79,6 +79,11 @@ async def test_create_register_rotate(pbx_api: tuple[aiohttp.ClientSession, Conf
     assert status.body["asterisk"]["connected"] is True
     assert status.body["asterisk"]["version"]
     assert status.body["config"]["pending"] == 0
+    # the one node of a config without [[asterisk.nodes]]
+    [node] = status.body["nodes"]
+    assert node["name"] == "default" and node["site"] is None
+    assert node["reachable"] is True and node["last_error"] is None
+    assert node["applied_version"] == status.body["config"]["applied_version"]
 
 
 async def test_one_bad_row_is_quarantined_and_the_rest_applies(
