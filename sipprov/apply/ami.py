@@ -408,6 +408,19 @@ class AmiClient:
         return [{k: str(v) for k, v in m.items()} for m in answer[1:]
                 if m.get("Event") == "ContactStatusDetail" and m.get("URI")]
 
+    async def astdb_contacts(self, aor: str) -> list[str]:
+        """The names (`<aor>;@<hash>`) of one AOR's registrations kept in astdb: a
+        prefix query on astdb's key index, O(that AOR's contacts). (`database show`
+        matches whole key path components only, and `<aor>;@<hash>` is one.)"""
+        if not aor.isdigit():
+            raise AmiError("astdb_contacts: not an extension")
+        # the digits-only AOR cannot break out of the quoted SQL
+        out = await self.command(
+            f"database query \"SELECT key FROM astdb WHERE key LIKE '/registrar/contact/{aor};@%'\"")
+        prefix = f"/registrar/contact/{aor};@"
+        keys = (line.split(":", 1)[1].strip() for line in out.splitlines() if ":" in line)
+        return [key.removeprefix("/registrar/contact/") for key in keys if key.startswith(prefix)]
+
     async def remove_contact(self, object_name: str) -> None:
         """Forget one registration (`<aor>;@<hash>`, PJSIPShowContacts' ObjectName) at
         once: its astdb row goes, so calls to that phone fail from now on and it must

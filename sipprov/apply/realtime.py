@@ -96,6 +96,10 @@ async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None)
             await ami.sorcery_expire(cache, str(ext))
 
 
+# Up to this many AORs have their contacts looked up one by one.
+ONE_BY_ONE_MAX = 50
+
+
 async def end_registrations(ami: AmiClient, extensions: set[int],
                             devstate: bool = False,
                             db: asyncpg.Connection | None = None) -> int:
@@ -109,6 +113,13 @@ async def end_registrations(ami: AmiClient, extensions: set[int],
     removed = 0
     if db is not None:
         removed = await contacts_sql.delete_for_aors(db, sorted(names))
+    elif len(names) <= ONE_BY_ONE_MAX:
+        # each AOR's own contacts (astdb keys `contact/<aor>;@<hash>`): a listing of
+        # every registration (PJSIPShowContacts) costs O(registered phones) per apply
+        for name in sorted(names):
+            for object_name in await ami.astdb_contacts(name):
+                await ami.remove_contact(object_name)
+                removed += 1
     else:
         for contact in await ami.pjsip_contacts():
             if contact.get("Aor") in names:
