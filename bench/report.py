@@ -557,6 +557,9 @@ def markdown(r: dict[str, Any]) -> str:
              f"{settings.get('db_pool_max')}, web passwords {settings.get('web_hash_scheme')}.")
     L.append("- Percentiles are nearest-rank; p95 of 30 samples is the second-worst.")
     L.append("")
+    from . import sections
+
+    L += sections.markdown(r)
     return "\n".join(L)
 
 

@@ -437,5 +437,5 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     for text, met, figure in backends.goals(bk) if bk.get("by_n") else []:
         print(f"{'met   ' if met else 'MISSED' if met is False else '-     '} {text}: {figure}")
     if ok and args.markdown:
-        backends.write_markdown(bk, Path(args.markdown))
+        backends.write_markdown(results, Path(args.markdown))
     return 0 if ok else 1
