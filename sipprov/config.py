@@ -436,6 +436,9 @@ class PbxConfig:
     suite: str = "sid"
     sip_port: Port = 5070
     boot_timeout_s: Seconds = 60.0
+    # The development SIP front (`sipprov pbx front-up`): Kamailio on 127.0.0.1 at this
+    # UDP port, dispatching to every node's sip_server (docs/scale-out.md).
+    front_port: Port = 5080
 
     @field_validator("root")
     @classmethod

@@ -7,8 +7,12 @@ other; sipprov ends registrations on every node at once.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,6 +27,7 @@ from sipprov.http.agents import registration
 from sipprov.pbx import front as front_mod
 from sipprov.pbx import sipp
 from tests.cluster_fixtures import Cluster
+from tests.faults.service import SIPPROV
 
 pytestmark = pytest.mark.pbx
 
@@ -253,3 +258,43 @@ async def test_a_queue_on_node_1_rings_a_member_registered_via_node_2(cluster: C
         assert await phone.wait(10), f"the queue on node 1 did not ring the member ({result})"
         assert result.ok, result
     await sipp.unregister(HOST, cluster.sip_port(1), member.sip.username, member.sip.password)
+
+
+async def test_cli_front_up_status_down(nodes: list, tmp_path: Path) -> None:
+    """`sipprov pbx front-up|front-status|front-down` in front of [[asterisk.nodes]]."""
+    port = sipp.free_udp_port()
+    conf = tmp_path / "sipprov.toml"
+    lines = ["[pbx]", f"front_port = {port}", "[asterisk]"]
+    for n in nodes:
+        lines += ["[[asterisk.nodes]]", f'name = "{n.pbx.instance}"',
+                  f"ami_port = {n.asterisk.ami_port}", f'sip_server = "{n.asterisk.sip_server}"',
+                  f"config_dir = {json.dumps(str(n.generated_dir))}"]
+    conf.write_text("\n".join(lines) + "\n")
+
+    def cli(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SIPPROV, "-c", str(conf), "pbx", action], capture_output=True,
+                              text=True, timeout=60)
+
+    folder = nodes[0].pbx.instance_dir.parent / f"front-{port}"
+    try:
+        up = await asyncio.to_thread(cli, "front-up")
+        assert up.returncode == 0, up.stderr
+        assert f"127.0.0.1:{port}" in up.stdout
+        deadline = time.monotonic() + 15
+        while True:  # the probing finds both nodes alive
+            st = await asyncio.to_thread(cli, "front-status")
+            if st.stdout.count(": active") == 2:
+                break
+            assert time.monotonic() < deadline, st.stdout
+            await asyncio.sleep(0.3)
+        for n in nodes:
+            assert f"sip:127.0.0.1:{n.pbx.sip_port}: active" in st.stdout
+        down = await asyncio.to_thread(cli, "front-down")
+        assert down.returncode == 0 and front_mod.running(folder) is None
+        gone = await asyncio.to_thread(cli, "front-status")
+        assert gone.returncode == 3 and "not running" in gone.stdout
+    finally:
+        still = front_mod.running(folder)
+        if still is not None:
+            front_mod.stop(still)
+        shutil.rmtree(folder, ignore_errors=True)

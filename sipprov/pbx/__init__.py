@@ -18,7 +18,8 @@ The parts, one job each (imports only go down this list):
 - baseconfig: the instance's own Asterisk files (write_base_config, MODULES)
 - mounts: proc and /dev in the root while instances run
 - instance: start, stop, kill, status, rx
-- cli: `sipprov pbx up|down|status|build` (pbx_main)
+- front: the development SIP front, Kamailio in front of the nodes
+- cli: `sipprov pbx up|down|status|build|front-up|front-down|front-status` (pbx_main)
 
 This package re-exports the public names, so `from sipprov import pbx` callers use
 `pbx.start(cfg)`, `pbx.PbxError`, ... without knowing the parts.

@@ -5,7 +5,8 @@ It runs the shipped templates/kamailio/kamailio.cfg unchanged (dispatcher with O
 probing and failover, path with add_path_received); this module only writes the
 dispatcher list (one line per node) and passes the listen address, the list, the
 probing interval and the control socket on the command line. The tests
-(tests/cluster_fixtures.py) and the scale-out benchmark (bench/scaleout.py) use it.
+(tests/cluster_fixtures.py), the scale-out benchmark (bench/scaleout.py) and
+`sipprov pbx front-up|front-down|front-status` (in front of [[asterisk.nodes]]) use it.
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ def stop(front: Front, timeout: float = 10.0) -> None:
             os.killpg(front.pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(front.pid, 0)
+
+
+def running(folder: Path, host: str = "127.0.0.1", port: int = 0) -> Front | None:
+    """The front started in `folder` (its pid file), if that Kamailio still runs."""
+    try:
+        pid = int(_pid_file(folder).read_text().split()[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    if not _alive(pid) or not argv or not argv[0].endswith(b"kamailio"):
+        return None
+    return Front(host, port, folder, pid)
 
 
 def destinations(front: Front) -> dict[str, str]:
