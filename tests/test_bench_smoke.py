@@ -101,7 +101,7 @@ def test_scaleout_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     out.write_text('{"other": 1}\n')
     argv = [sys.executable, "-m", "bench.scaleout", "--agents", "60", "--samples", "2",
-            "--rates", "500", "--out", str(out)]
+            "--rates", "500", "--out", str(out), "--markdown", str(tmp_path / "b.md")]
     res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
                          stdin=subprocess.DEVNULL)
     assert res.returncode == 0, f"bench failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
@@ -115,6 +115,7 @@ def test_scaleout_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     killed = s["node_killed_during_storm"]
     assert killed["dispatcher_marked_down_s"] is not None
     assert "registrations lost" in res.stdout
+    assert "## Scale-out: one node against two behind Kamailio" in (tmp_path / "b.md").read_text()
     instances = Config().pbx.instance_dir.parent
     assert not [p for p in instances.glob("bench-*") if str(os.getpid()) not in p.name
                 and not Path(f"/proc/{p.name.split('-')[1]}").exists()]
