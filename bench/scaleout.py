@@ -46,7 +46,7 @@ from sipprov.pbx import front as front_mod
 from sipprov.pbx import sipp
 from sipprov.pbx.sipclient import SipClient
 
-from . import backends, env, machine, report
+from . import backends, env, machine, report, sections
 from .stats import summary
 
 RATES = (250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0)
@@ -286,49 +286,14 @@ def _print(r: dict[str, Any]) -> None:
               f"normal {k['recovered_after_s']} s after the kill")
 
 
-MARKER = "## Scale-out: one node against two behind Kamailio (issue 15)"
-
-
 def write_markdown(r: dict[str, Any], path: Path) -> None:
-    """Put (replace) this run's section into docs/benchmarks.md."""
-    def ladder(key: str) -> str:
-        lad = r.get(key) or {}
-        steps = ", ".join(f"{s['rate_per_s']:g}/s: {s['success_pct']}%"
-                          for s in lad.get("steps", []))
-        cap = lad.get("capacity_per_s")
-        return f"{f'{cap:g}/s' if cap else 'below the first rate'} ({steps})"
-
-    c2r = r.get("create_to_registrable_ms") or {}
-    k = r.get("node_killed_during_storm") or {}
-    lines = [MARKER, "",
-             f"`python -m bench.scaleout --agents {r.get('agents')}`, {r.get('date')}, load "
-             f"average at the end {(r.get('load') or {}).get('loadavg_end')} on this 2-core "
-             "machine (both nodes, PostgreSQL, Kamailio and SIPp share it). What the "
-             "figures mean and earlier runs: docs/scale-out.md, \"Figures (SIP side)\".", "",
-             "| measure | result |", "| --- | --- |",
-             f"| REGISTER storm of all agents, one node, contacts in astdb: highest rate "
-             f"without a loss | {ladder('one_node_astdb')} |",
-             f"| same, one node, shared contacts | {ladder('one_node_shared')} |",
-             f"| same, two nodes with shared contacts behind Kamailio | "
-             f"{ladder('two_nodes_front')} |"]
-    for name in ("node1", "node2", "front"):
-        if name in c2r:
-            lines.append(f"| create -> registrable via {name}, p50 / p95 | "
-                         f"{c2r[name]['p50']} / {c2r[name]['p95']} ms |")
-    if k:
-        lines += [f"| node 2 SIGKILLed in a {k['rate_per_s']:g}/s storm: registrations lost | "
-                  f"{k['lost']} of {k['storm']['ok'] + k['storm']['failed']} |",
-                  f"| ... marked down by the dispatcher after | "
-                  f"{k['dispatcher_marked_down_s']} s |",
-                  f"| ... a phone registering every 50 ms: failed / over 1 s / normal again "
-                  f"after | {k['probes_failed']} / {k['probes_slow_over_1s']} of "
-                  f"{k['probes_after_kill']} / {k['recovered_after_s']} s |"]
-    lines.append("")
+    """Put (replace) this run's section (bench/sections.py) into docs/benchmarks.md."""
+    lines = sections.scaleout(r)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in text:
-        head, _, rest = text.partition(MARKER)
+    if sections.SCALEOUT in text:
+        head, _, rest = text.partition(sections.SCALEOUT)
         nxt = rest.find("\n## ")
-        text = head + "\n".join(lines) + (rest[nxt:] if nxt >= 0 else "")
+        text = head + "\n".join(lines) + (rest[nxt:] if nxt >= 0 else "\n")
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
     path.write_text(text)
