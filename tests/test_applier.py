@@ -112,6 +112,10 @@ class FakeAmi:
         self._check("PJSIPShowContacts")
         return []
 
+    async def astdb_contacts(self, aor: str) -> list[str]:
+        self._check("Command")
+        return []
+
     async def queue_status(self, queue: str | None = None) -> dict[str, list[QueueMember]]:
         self._check("QueueStatus")
         out = {}
