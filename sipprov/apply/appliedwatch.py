@@ -10,11 +10,11 @@ leader the in-process applier answers as well, whichever is first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
 
+from sipprov.apply.tasks import cancel_and_wait
 from sipprov.db.sql import config_state
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,4 @@ class AppliedWatcher:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.apply.tasks import cancel_and_wait
 from sipprov.config import ApplierConfig
 from sipprov.db.sql import leader as leader_sql
 
@@ -98,10 +99,7 @@ class Leadership:
     async def stop(self) -> None:
         """Step down (the lock is released by closing the session) and stop trying."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
         await self._step_down("stopping")
 
     # ------------------------------------------------------------------ internals

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from sipprov.apply.tasks import cancel_and_wait
 from sipprov.db.sql import config_state
 from sipprov.db.sql import snapshot as snapshot_sql
 
@@ -46,10 +47,7 @@ class Listener:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         version: int | None = None

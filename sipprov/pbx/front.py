@@ -24,6 +24,7 @@ from pathlib import Path
 from sipprov._resources import template_root
 from sipprov.pbx.errors import PbxError
 from sipprov.pbx.paths import write_atomic
+from sipprov.pbx.procfs import alive
 
 CONFIG = "kamailio/kamailio.cfg"
 
@@ -73,15 +74,6 @@ def dispatcher_list(nodes: list[Node]) -> str:
 
 def _pid_file(folder: Path) -> Path:
     return folder / "kamailio.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _answers_options(host: str, port: int, timeout: float) -> bool:
@@ -139,16 +131,16 @@ def start(folder: Path, port: int, nodes: list[Node], host: str = "127.0.0.1",
 
 def stop(front: Front, timeout: float = 10.0) -> None:
     """Stop the front (its process group: Kamailio forks its workers). Idempotent."""
-    if not _alive(front.pid):
+    if not alive(front.pid):
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(front.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(front.pid) and time.monotonic() < deadline:
+    while alive(front.pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(front.pid, os.WNOHANG)
         time.sleep(0.05)
-    if _alive(front.pid):
+    if alive(front.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(front.pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
@@ -163,7 +155,7 @@ def running(folder: Path, host: str = "127.0.0.1", port: int = 0) -> Front | Non
             argv = fh.read().split(b"\0")
     except (OSError, ValueError, IndexError):
         return None
-    if not _alive(pid) or not argv or not argv[0].endswith(b"kamailio"):
+    if not alive(pid) or not argv or not argv[0].endswith(b"kamailio"):
         return None
     return Front(host, port, folder, pid)
 

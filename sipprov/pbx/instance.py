@@ -32,7 +32,7 @@ from sipprov.pbx.paths import (
     _tail,
     is_built,
 )
-from sipprov.pbx.procfs import _processes_in_root
+from sipprov.pbx.procfs import _processes_in_root, alive
 from sipprov.pbx.realtime import release_socket
 
 
@@ -77,22 +77,13 @@ def _find_pid(cfg: PbxConfig) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
-    return not _alive(pid)
+    return not alive(pid)
 
 
 def _asterisk_argv(cfg: PbxConfig, *args: str) -> list[str]:

@@ -37,3 +37,13 @@ def _processes_in_root(root: Path) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
