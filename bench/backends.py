@@ -312,15 +312,20 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int, backend: str,
     return out
 
 
-async def run(cfg: Any, pg: env.Postgres, ns: list[int], samples: int) -> dict[str, Any]:
+async def run(cfg: Any, pg: env.Postgres, ns: list[int], samples: int,
+              files_max: int = 10000) -> dict[str, Any]:
     results: dict[str, Any] = {"agents": ns, "samples": samples, "storm_agents": STORM_AGENTS,
-                               "by_n": {}}
+                               "files_max_agents": files_max, "by_n": {}}
     for n in ns:
         row: dict[str, Any] = {}
         for key, backend, cache in (("realtime", "realtime", False),
                                     ("realtime_cache", "realtime", True),
                                     ("files", "files", False)):
             if cache and n > CACHE_MAX_N:
+                continue
+            if backend == "files" and n > files_max:
+                row[key] = {"agents": n, "error": f"not run above {files_max:,} agents "
+                            "(--backend-files-max): every change reloads all N endpoints"}
                 continue
             try:
                 r = await phase(cfg, pg, n, max(5, samples // 4) if cache else samples,

@@ -74,8 +74,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backends", action="store_true",
                    help="measure the two apply backends side by side in one run "
                         "(bench/backends.py) and merge the figures into --out and --markdown")
-    p.add_argument("--backend-agents", type=_int_list, default=[1000, 10000, 100000],
-                   help="N values of the backends run (default 1000,10000,100000)")
+    p.add_argument("--backend-agents", type=_int_list, default=[1000, 10000, 50000],
+                   help="N values of the backends run (default 1000,10000,50000)")
+    p.add_argument("--backend-files-max", type=int, default=10000,
+                   help="the files backend is measured up to this N (default 10000: a reload "
+                        "of 100,000 endpoints takes minutes)")
     p.add_argument("--backend-samples", type=int, default=30,
                    help="creates / REGISTERs per measure (default 30; fewer for the files "
                         "backend at large N)")
@@ -412,7 +415,8 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         pg.start()
         env.reap_stale_instances(cfg)
         env.start_pbx(cfg)
-        bk = asyncio.run(backends.run(cfg, pg, args.backend_agents, args.backend_samples))
+        bk = asyncio.run(backends.run(cfg, pg, args.backend_agents, args.backend_samples,
+                                     args.backend_files_max))
         ok = True
     except Exception as exc:  # report, clean up, exit non-zero
         env.stage(f"FAILED: {type(exc).__name__}: {exc}")

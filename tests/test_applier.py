@@ -506,3 +506,25 @@ async def test_render_cli(applier_cfg: Config, pool: asyncpg.Pool, tmp_path: Pat
     # after writing the same render to the live dir, there is no difference
     await render_cli.render_to_dir(applier_cfg, applier_cfg.generated_dir)
     assert await render_cli.render_diff(applier_cfg) == ""
+
+
+@pytest.mark.parametrize("files_era", [False, True])
+async def test_realtime_start_reloads_res_pjsip_only_to_drop_file_agents(
+        applier_cfg: Config, pool: asyncpg.Pool, fake_pbx: FakeAsterisk, files_era: bool) -> None:
+    """A (re)start of the service on the realtime backend must not reload res_pjsip for
+    nothing: that reload loads every realtime endpoint again (minutes at 50,000, other
+    REGISTERs stalled). It must when pjsip.conf last held agents (a switch from files)."""
+    applier_cfg.asterisk = dataclasses.replace(applier_cfg.asterisk, backend="realtime")
+    folder = Path(applier_cfg.generated_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if files_era:
+        (folder / "pjsip.conf.prev").write_bytes(b"[100]\ntype=endpoint\n")
+    a = Applier(pool, applier_cfg, lambda: FakeAmi(fake_pbx))  # type: ignore[arg-type,return-value]
+    await a.start()
+    try:
+        await _settled(a)
+        assert a.status()["applies"] == 1, a.status()
+        assert ("res_pjsip.so" in fake_pbx.reloads) is files_era
+        assert {"pbx_config.so", "app_queue.so"} <= set(fake_pbx.reloads)
+    finally:
+        await a.stop()

@@ -101,6 +101,11 @@ def remove_stale_temps(directory: Path) -> list[str]:
     return removed
 
 
+def has_sections(data: bytes | None) -> bool:
+    """Whether a config file defines anything (a `[section]` line); comments do not."""
+    return any(line.lstrip().startswith(b"[") for line in (data or b"").splitlines())
+
+
 def write_changed(directory: Path, files: dict[str, bytes], mode: int = 0o640) -> list[str]:
     """Write each file whose bytes differ from the disk; return the changed names, sorted.
 

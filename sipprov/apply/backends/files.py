@@ -83,6 +83,7 @@ class FilesBackend:
         await req.quarantine(rendered.quarantined)
         held = rendered.snapshot
         t = time.monotonic()
+        before = files_mod.read_bytes(self.directory / render_mod.PJSIP_CONF)
         changed = await self.worker.run(
             files_mod.write_changed, self.directory, rendered.files, self.cfg.security.file_mode
         )
@@ -103,6 +104,14 @@ class FilesBackend:
         for name in render_mod.FILES:
             if name not in self.unreloaded:
                 continue
+            if name == render_mod.PJSIP_CONF and self._pjsip_holds_nothing(before, rendered.files[name]):
+                # The realtime render (no endpoint in pjsip.conf), and neither the file
+                # it replaced nor the last good copy had one: Asterisk holds nothing of
+                # this file to drop. A
+                # reload of res_pjsip would load every realtime endpoint again (minutes
+                # at 50,000, REGISTERs stalled), e.g. at every start of the service.
+                self.unreloaded.discard(name)
+                continue
             module = render_mod.MODULE_FOR_FILE[name]
             t = time.monotonic()
             await self._reload(ami, req, module)
@@ -112,6 +121,12 @@ class FilesBackend:
             reloaded.append(module)
         await self.agents_changed(ami, held, req)
         return BackendResult(changed, reloaded, ami=ami, held=held)
+
+    def _pjsip_holds_nothing(self, before: bytes | None, new: bytes) -> bool:
+        if self.cfg.asterisk.backend != "realtime":
+            return False
+        prev = files_mod.read_bytes(self.directory / (render_mod.PJSIP_CONF + files_mod.PREV_SUFFIX))
+        return not any(files_mod.has_sections(data) for data in (before, new, prev))
 
     async def agents_changed(self, ami: AmiClient, snap: Snapshot, req: ApplyRequest) -> None:
         """`snap`'s agents are live: end the registrations of agents whose credentials
