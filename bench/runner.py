@@ -411,12 +411,18 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     t0 = time.monotonic()
     bk: dict[str, Any] = {}
     ok = False
+    out = Path(args.out)
+    partial = out.with_suffix(".partial.json")
+
+    def checkpoint(so_far: dict[str, Any]) -> None:
+        report.write_json({"backends": so_far}, partial)
+
     try:
         pg.start()
         env.reap_stale_instances(cfg)
         env.start_pbx(cfg)
         bk = asyncio.run(backends.run(cfg, pg, args.backend_agents, args.backend_samples,
-                                     args.backend_files_max))
+                                     args.backend_files_max, checkpoint))
         ok = True
     except Exception as exc:  # report, clean up, exit non-zero
         env.stage(f"FAILED: {type(exc).__name__}: {exc}")
@@ -433,11 +439,11 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     bk["complete"] = ok
     bk["machine"] = machine.machine()
     bk["load"] = {"loadavg_end": machine.loadavg()}
-    out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.pop("realtime", None)  # the realtime-only figures this run replaces
     results["backends"] = bk
     report.write_json(results, out if ok else out.with_suffix(".failed.json"))
+    partial.unlink(missing_ok=True)
     for text, met, figure in backends.goals(bk) if bk.get("by_n") else []:
         print(f"{'met   ' if met else 'MISSED' if met is False else '-     '} {text}: {figure}")
     if ok and args.markdown:
