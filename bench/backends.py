@@ -291,10 +291,12 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int, backend: str,
                 assert await _register_until(client, str(ext), old, False, timeout=wait_s) is not None
                 assert await _register_until(client, str(ext), new.password, True, timeout=wait_s) is not None
                 rot.append(time.monotonic() - t)
-            for agent_id, ext, _ in made[max(1, samples // 2):]:
+            for agent_id, ext, password in made[max(1, samples // 2):]:
                 t = time.monotonic()
                 await in_tx(svc.pool, agents.delete_agent, svc.cfg, agent_id, "bench")
-                assert await _register_until(client, str(ext), "x" * 16, False, timeout=wait_s) is not None
+                # effective: its own (right) password is refused from now on
+                assert await _register_until(client, str(ext), password, False,
+                                             timeout=wait_s) is not None
                 dele.append(time.monotonic() - t)
             out["rotation_effective_ms"] = _ms(rot)
             out["delete_effective_ms"] = _ms(dele)
