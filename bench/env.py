@@ -166,11 +166,13 @@ def reap_stale_instances(cfg: Config) -> list[str]:
 
 
 def start_pbx(cfg: Config) -> pbx_mod.PbxStatus:
-    """Start the bench's instance clean: empty generated files, no astdb."""
+    """Start the bench's instance clean: empty generated files and no last good copies
+    of an earlier phase (the applier would reload them away), no astdb."""
     gen = Path(cfg.generated_dir)
     for name in ("pjsip.conf", "extensions.conf", "queues.conf"):
         if (gen / name).exists():
             pbx_mod.write_atomic(gen / name, "", cfg.security.file_mode)
+        (gen / f"{name}.prev").unlink(missing_ok=True)
     (cfg.pbx.instance_dir / "lib/astdb.sqlite3").unlink(missing_ok=True)
     pbx_mod.start(cfg)
     return pbx_mod.status(cfg)
