@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ from tests.pbx_fixtures import (
     clean_asterisk,
     point_realtime_at,
 )
+from tests.service_helpers import wait_first_apply
 
 NODE_NAMES = ("n1", "n2")
 
@@ -134,16 +134,6 @@ class Cluster:
         """Which node took a registration (ps_contacts.reg_server is its systemname)."""
         names = [f"sipprov-{n.pbx.instance}" for n in self.nodes]
         return names.index(reg_server)
-
-
-async def wait_first_apply(applier: Applier, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = applier.status()
-        if st["applies"] >= 1 and not st["busy"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")
 
 
 @pytest.fixture

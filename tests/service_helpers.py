@@ -1,15 +1,19 @@
 """Shared by the service-layer tests (agents, queues, directory) against the real
-PostgreSQL: agent bodies with e-mails kept apart, and the config version."""
+PostgreSQL: agent bodies with e-mails kept apart, the config version, and waiting for an
+applier's first apply."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from sipprov.agents.models import AgentCreate, parse
+from sipprov.apply.applier import Applier
 from sipprov.db.sql import config_state
 
 ACTOR = "admin:test"
@@ -30,3 +34,14 @@ def agent_maker(email_prefix: str) -> Callable[..., AgentCreate]:
 
 async def version(pool: asyncpg.Pool) -> int:
     return (await config_state.read(pool)).version
+
+
+async def wait_first_apply(applier: Applier, timeout: float = 30) -> None:
+    """Until the applier's first apply is done (not merely attempted)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = applier.status()
+        if st["applies"] >= 1 and not st["busy"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")

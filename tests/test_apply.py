@@ -36,6 +36,7 @@ from sipprov.directory import queues
 from sipprov.errors import ConflictError
 from sipprov.pbx import sipp
 from tests.pbx_fixtures import clean_asterisk
+from tests.service_helpers import wait_first_apply
 
 pytestmark = pytest.mark.pbx
 
@@ -56,15 +57,6 @@ class Env:
     def reloads(self, module: str = "res_pjsip.so") -> int:
         return int(self.applier.status()["reloads"][module])
 
-
-async def _wait_first_apply(applier: Applier, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = applier.status()
-        if st["attempts"] >= 1 and not st["busy"] and st["applies"] >= 1:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")
 
 
 EnvFactory = Callable[..., Awaitable[Env]]
@@ -90,7 +82,7 @@ async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFac
         env = Env(cfg, pool, applier)
         made.append(env)
         await applier.start()
-        await _wait_first_apply(applier)
+        await wait_first_apply(applier)
         return env
 
     yield make

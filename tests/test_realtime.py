@@ -36,6 +36,7 @@ from sipprov.pbx import sipp
 from sipprov.pbx.sipclient import SipClient
 from tests.faults.service import SIPPROV
 from tests.pbx_fixtures import REALTIME_DB_PASSWORD, clean_asterisk, point_realtime_at
+from tests.service_helpers import wait_first_apply
 
 pytestmark = pytest.mark.pbx
 
@@ -60,15 +61,6 @@ class Env:
 
 EnvFactory = Callable[..., Awaitable[Env]]
 
-
-async def _wait_first_apply(applier: Applier, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = applier.status()
-        if st["applies"] >= 1 and not st["busy"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")
 
 
 @pytest.fixture
@@ -95,7 +87,7 @@ async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFac
         made.append(env)
         await applier.start()
         await phones.start()
-        await _wait_first_apply(applier)
+        await wait_first_apply(applier)
         return env
 
     yield make
