@@ -319,3 +319,10 @@ async def test_applied_while_postgres_goes_away_is_recorded_later(
     assert env.applier.status()["reloads"]["res_pjsip.so"] == reloads
     st = await call(env.http, "GET", "/api/v1/status")
     assert st.status == 200 and st.body["config"]["pending"] == 0, st.body
+
+
+def test_a_connection_broken_mid_exchange_counts_as_unavailable() -> None:
+    """asyncpg's InternalClientError (a COMMIT whose connection the stopping server
+    closed) was answered 500; it is the database going away: 503, retry later."""
+    assert database.is_unavailable(asyncpg.exceptions.InternalClientError("protocol state"))
+    assert not database.is_unavailable(asyncpg.exceptions.UniqueViolationError("dup"))

@@ -35,6 +35,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.ConnectionFailureError,
+    # the server closed the connection in the middle of an exchange (a COMMIT while
+    # PostgreSQL stops): asyncpg finds its protocol in a state it cannot continue from
+    asyncpg.exceptions.InternalClientError,
 )
 
 
