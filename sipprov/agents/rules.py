@@ -309,12 +309,6 @@ def _known_role(row: asyncpg.Record | None, name: str) -> asyncpg.Record:
     return row
 
 
-async def role_flags(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record:
-    """The role's id, name, sip_allowed and web_login, unlocked (a check before the
-    transaction); ValidationError when unknown."""
-    return _known_role(await dir_sql.role_flags(conn, name), name)
-
-
 async def share_role(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
     """The role, share-locked until commit (its flags cannot change under a user being
     created or moved); ValidationError when unknown."""

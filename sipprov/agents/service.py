@@ -241,16 +241,14 @@ async def create_agent(conn: asyncpg.Connection, cfg: Config, data: AgentCreate,
     extension taken, licence_limit, extension_pool_exhausted).
     """
     transaction.require(conn)
-    role = await agentrules.role_flags(conn, data.role)
+    # share-locked until commit: its flags cannot change under the user being created
+    # (the slow web-password hash below holds it a little longer, blocking only a
+    # change of that role)
+    role = await agentrules.share_role(conn, data.role)
     plan = agentrules.plan_create(cfg, data, role)
     password_hash = None
     if plan.web_password is not None:
         password_hash = await passwords.hash_web_password(plan.web_password, cfg.security.web_hash_scheme)
-
-    locked_role = await agentrules.share_role(conn, data.role)
-    flags = ("sip_allowed", "web_login")
-    if [locked_role[f] for f in flags] != [role[f] for f in flags]:
-        raise ConflictError(f"role: role {data.role} changed meanwhile; try again", "role")
     type_id = await agentrules.account_type_id(conn, data.account_type)
     department_id = await agentrules.department_id(conn, data.department)
     ticket_queue = await agentrules.ticket_queue(conn, data.default_ticket_queue)

@@ -10,8 +10,12 @@ import asyncpg
 
 NOTIFY_CHANNEL = "sipprov_config"
 
-BUMP = "UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version"
-NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)"
+# One round trip: the bump and its NOTIFY (sent on commit, with the new version).
+BUMP = (
+    "WITH bumped AS (UPDATE config_state SET version = version + 1 WHERE id = 1"
+    " RETURNING version)"
+    f" SELECT version, pg_notify('{NOTIFY_CHANNEL}', version::text) FROM bumped"
+)
 READ = (
     "SELECT version, applied_version, applied_at, last_error, last_error_at, last_apply_ms"
     " FROM config_state WHERE id = 1"
@@ -43,9 +47,7 @@ async def bump(conn: asyncpg.Connection) -> int:
 
     Call it as late as possible in the transaction: the row lock is held until commit.
     """
-    version = await conn.fetchval(BUMP)
-    await conn.execute(NOTIFY, str(version))
-    return int(version)
+    return int(await conn.fetchval(BUMP))
 
 
 async def read(conn: asyncpg.Connection | asyncpg.Pool) -> ConfigState:

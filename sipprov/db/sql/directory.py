@@ -25,8 +25,6 @@ UPDATE roles SET name = $2, label = $3, sip_allowed = $4, web_login = $5, calls_
 WHERE id = $1
 """
 DELETE_ROLE = "DELETE FROM roles WHERE id = $1"
-# What the agent service needs to know about a role, without counting its users.
-ROLE_FLAGS = "SELECT id, name, sip_allowed, web_login FROM roles WHERE lower(name) = lower($1)"
 # Creates and updates of users share-lock their role, so a change of sip_allowed (which
 # takes the row FOR UPDATE and checks the role's users) never races a user being given
 # or losing a SIP account under the old rule.
@@ -49,10 +47,6 @@ async def get_role_by_id(conn: asyncpg.Connection | asyncpg.Pool, role_id: int) 
 
 async def lock_role(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow(LOCK_ROLE, name)
-
-
-async def role_flags(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(ROLE_FLAGS, name)
 
 
 async def share_role(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
