@@ -380,7 +380,7 @@ class Applier:
                 for node in self.nodes:
                     await node.backend.prepare(conn)
                 t_snap = time.monotonic()
-                snap = await self._snapshots.load(conn)
+                snap = await self._snapshots.load(conn, prune=True)
                 phases = {"snapshot": _ms(t_snap)}
             except ApplyError:
                 raise

@@ -23,7 +23,7 @@ from sipprov.apply import realtimeconf
 from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import AgentConf, Snapshot
+from sipprov.apply.snapshot import AgentConf, Snapshot, touched_between
 from sipprov.config import Config
 from sipprov.db.sql import contacts as contacts_sql
 from sipprov.db.sql import realtime as realtime_sql
@@ -71,16 +71,20 @@ class AgentChanges:
     credentials_gone: frozenset[int]  # rotated digest, deleted or no longer an agent
 
 
-def diff(before: dict[int, AgentConf] | None, current: dict[int, AgentConf]) -> AgentChanges:
+def diff(before: dict[int, AgentConf] | None, current: dict[int, AgentConf],
+         touched: set[int] | None = None) -> AgentChanges:
+    """touched: the only extensions that may differ (snapshot.touched_between); None:
+    compare every agent."""
     if before is None:
         return AgentChanges(frozenset(current), frozenset())
-    changed = {e for e, a in current.items() if before.get(e) != a}
-    gone = {e for e in before if e not in current}
-    rotated = {e for e, a in current.items()
-               if e in before and (before[e].ha1_md5 != a.ha1_md5
-                                   or before[e].ha1_sha256 != a.ha1_sha256
-                                   or before[e].id != a.id)}
-    return AgentChanges(frozenset(changed | gone), frozenset(gone | rotated))
+    candidates = touched if touched is not None else set(current) | set(before)
+    changed = {e for e in candidates if before.get(e) != current.get(e)}
+    gone = {e for e in changed if e not in current}
+    rotated = {e for e in changed if e in before and e in current
+               and (before[e].ha1_md5 != current[e].ha1_md5
+                    or before[e].ha1_sha256 != current[e].ha1_sha256
+                    or before[e].id != current[e].id)}
+    return AgentChanges(frozenset(changed), frozenset(gone | rotated))
 
 
 async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None) -> None:
@@ -134,14 +138,14 @@ async def end_registrations(ami: AmiClient, extensions: set[int],
     return removed
 
 
-async def end_gone_registrations(ami: AmiClient, before: dict[int, AgentConf] | None,
-                                 snap: Snapshot, devstate: bool = False,
+async def end_gone_registrations(ami: AmiClient, before: Snapshot | None, snap: Snapshot,
+                                 devstate: bool = False,
                                  db: asyncpg.Connection | None = None) -> set[int]:
     """After `snap` is live: end the registrations of agents whose credentials went away
     since `before` (what Asterisk was last verified to hold; None: unknown, nothing)."""
     if before is None:
         return set()
-    changes = diff(before, {a.extension: a for a in snap.agents})
+    changes = diff(before.extensions(), snap.extensions(), touched_between(before, snap))
     try:
         await end_registrations(ami, set(changes.credentials_gone), devstate, db)
     except asyncpg.PostgresError as exc:

@@ -375,7 +375,8 @@ class Renderer:
 
     def render(self, snapshot: Snapshot) -> dict[str, bytes]:
         _check_keys(snapshot)
-        agents = sorted(snapshot.agents, key=lambda a: a.extension)
+        # realtime: the agents are rows Asterisk reads, no file holds them
+        agents = [] if self.settings.realtime else sorted(snapshot.agents, key=lambda a: a.extension)
         queues = sorted(
             (
                 QueueConf(q.id, q.name, q.strategy, q.number,
@@ -401,6 +402,16 @@ def _id(value: Any) -> str:
     return str(value) if _is_number(value) else "(invalid)"
 
 
+def _loaded_extensions(snapshot: Snapshot) -> dict[int, AgentConf] | None:
+    """The agents by extension when the SnapshotLoader built them from the database's
+    integer columns, one per extension (checked here): their keys need no check one by
+    one, which cost O(agents) per apply. None: check every agent."""
+    taken = snapshot.by_extension
+    if taken is None or len(taken) != len(snapshot.agents):
+        return None
+    return taken
+
+
 def _check_keys(snapshot: Snapshot) -> None:
     """The sort keys and identities, before anything is sorted or rendered.
 
@@ -408,12 +419,14 @@ def _check_keys(snapshot: Snapshot) -> None:
     unique; a duplicate would silently merge two sections in Asterisk.
     """
     numbers: set[int] = set()
-    for a in snapshot.agents:
+    taken = _loaded_extensions(snapshot)
+    for a in snapshot.agents if taken is None else ():
         if not _is_number(a.extension):
             raise UnsafeValueError(f"agent {_id(a.id)}: extension must be a non-negative integer")
         if a.extension in numbers:
             raise UnsafeValueError(f"extension {a.extension} appears twice")
         numbers.add(a.extension)
+    taken = taken or {}
     names: set[str] = set()
     for q in snapshot.queues:
         if not isinstance(q.name, str) or not _is_number(q.id):
@@ -421,7 +434,7 @@ def _check_keys(snapshot: Snapshot) -> None:
         if q.number is not None:
             if not _is_number(q.number):
                 raise UnsafeValueError(f"queue {_id(q.id)}: number must be a non-negative integer")
-            if q.number in numbers:
+            if q.number in numbers or q.number in taken:
                 raise UnsafeValueError(f"queue {_id(q.id)}: number {q.number} is already used")
             numbers.add(q.number)
         if q.name.lower() in names:
@@ -475,7 +488,9 @@ def _key_culprits(snapshot: Snapshot) -> dict[_Key, str]:
     cannot be named, and still fails the whole render)."""
     bad: dict[_Key, str] = {}
     numbers: set[int] = set()
-    for a in sorted(snapshot.agents, key=lambda a: a.id if _is_number(a.id) else -1):
+    taken = _loaded_extensions(snapshot)
+    for a in (sorted(snapshot.agents, key=lambda a: a.id if _is_number(a.id) else -1)
+              if taken is None else ()):
         if not _is_number(a.id):
             continue
         if not _is_number(a.extension):
@@ -493,7 +508,7 @@ def _key_culprits(snapshot: Snapshot) -> dict[_Key, str]:
             problem = "name must be text"
         elif q.number is not None and not _is_number(q.number):
             problem = "number must be a non-negative integer"
-        elif q.number is not None and q.number in numbers:
+        elif q.number is not None and (q.number in numbers or q.number in (taken or ())):
             problem = f"number {q.number} is already used"
         elif q.name.lower() in names:
             problem = "name appears twice"
@@ -554,7 +569,7 @@ def _render_isolating(r: Renderer, snapshot: Snapshot) -> Rendered:
     bad = _key_culprits(snapshot)
     # Rows refused last time and unchanged since are refused again (the render is pure):
     # left out at once, without searching for them again.
-    for a in snapshot.agents:
+    for a in snapshot.agents if r.refused else ():
         reason = r.refused.get(a)
         if reason is not None:
             bad.setdefault(("agent", a.id), reason)
@@ -573,7 +588,7 @@ def _render_isolating(r: Renderer, snapshot: Snapshot) -> Rendered:
             bad.update(found)
             continue
         refused: dict[AgentConf | QueueConf, str] = {}
-        for a in snapshot.agents:
+        for a in snapshot.agents if bad else ():
             if ("agent", a.id) in bad:
                 refused[a] = bad[("agent", a.id)]
         for q in snapshot.queues:

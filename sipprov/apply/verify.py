@@ -12,7 +12,7 @@ from typing import Any
 
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot
+from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot, touched_between
 
 # Up to this many added/changed/removed endpoints are checked one by one
 # (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead.
@@ -31,6 +31,8 @@ class Verifier:
         # None: unknown (first apply, after a rollback): verify everything.
         self.agents: dict[int, AgentConf] | None = None
         self.queues: dict[str, QueueConf] | None = None
+        # the snapshot verified last (what changed since: snapshot.touched_between)
+        self.snapshot: Snapshot | None = None
 
     @property
     def known(self) -> bool:
@@ -40,11 +42,13 @@ class Verifier:
         """What Asterisk holds is no longer what was last verified."""
         self.agents = None
         self.queues = None
+        self.snapshot = None
 
     def verified(self, snap: Snapshot) -> None:
         """Asterisk now holds `snap`."""
-        self.agents = {a.extension: a for a in snap.agents}
+        self.agents = snap.extensions()
         self.queues = {q.name: q for q in snap.queues}
+        self.snapshot = snap
 
     async def verify(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
         """NotVerified when Asterisk differs; Unavailable when AMI went away."""
@@ -57,11 +61,15 @@ class Verifier:
             raise NotVerified(f"verification: {exc}") from exc
 
     async def _endpoints(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
-        current = {a.extension: a for a in snap.agents}
+        current = snap.extensions()
         before = self.agents
+        touched = None if force else touched_between(self.snapshot, snap)
         if before is None or force:
             must_exist = set(current)
             removed = set(before or ()) - set(current)
+        elif touched is not None:  # only these may differ: O(changes)
+            must_exist = {e for e in touched if e in current and before.get(e) != current[e]}
+            removed = {e for e in touched if e in before and e not in current}
         else:
             must_exist = {e for e, a in current.items() if before.get(e) != a}
             removed = set(before) - set(current)

@@ -134,9 +134,9 @@ class FilesBackend:
         t = time.monotonic()
         # shared registrations are rows in PostgreSQL: ended there, on every node
         db = (await req.db() if self.cfg.asterisk.shared_contacts and req.db is not None
-              and self.verifier.agents is not None else None)
+              and self.verifier.snapshot is not None else None)
         ended = await realtime_mod.end_gone_registrations(
-            ami, self.verifier.agents, snap, devstate=self.cfg.asterisk.backend == "realtime",
+            ami, self.verifier.snapshot, snap, devstate=self.cfg.asterisk.backend == "realtime",
             db=db)
         if ended and self.on_registrations_ended is not None:
             self.on_registrations_ended(ended)

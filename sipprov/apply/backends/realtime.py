@@ -25,7 +25,7 @@ from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.backends import ApplyRequest
 from sipprov.apply.backends.files import FilesBackend
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import Snapshot
+from sipprov.apply.snapshot import Snapshot, touched_between
 from sipprov.apply.verify import Verifier
 from sipprov.apply.worker import Worker
 from sipprov.config import Config
@@ -58,7 +58,8 @@ class RealtimeBackend(FilesBackend):
         refused from now on), then end the registrations made with them."""
         if self.cfg.asterisk.realtime_cache:
             before = self.verifier.agents
-            changes = realtime_mod.diff(before, {a.extension: a for a in snap.agents})
+            changes = realtime_mod.diff(before, snap.extensions(),
+                                        touched_between(self.verifier.snapshot, snap))
             t = time.monotonic()
             try:
                 await realtime_mod.expire_cache(

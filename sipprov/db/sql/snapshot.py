@@ -31,18 +31,28 @@ AGENTS = (
     " ORDER BY u.extension"
 )
 
-# The renderable agents' row versions (users.xmin changes whenever the row is
-# rewritten), in the render's order: the applier re-reads only the rows whose version
-# it has not seen (apply/snapshot.py SnapshotLoader). Every AgentConf column is a
-# users column, so its xmin covers all of them.
-AGENT_STAMPS = (
-    "SELECT u.id, u.xmin::text::bigint AS stamp FROM users u JOIN roles r ON r.id = u.role_id"
-    f" WHERE {_RENDERABLE}"
-    " ORDER BY u.extension"
+# The agent journal (migration 017): where this snapshot stands (its xmin: every
+# transaction below it had ended) and how far the journal was pruned.
+JOURNAL_POSITION = (
+    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+    " (SELECT pruned_below FROM agent_journal_state WHERE id = 1)"
 )
-AGENTS_BY_ID = (
+# The users touched by transactions at or above a loader's last xmin (some were still
+# running then: read again, never skipped).
+JOURNAL_SINCE = "SELECT DISTINCT user_id FROM agent_journal WHERE xid >= $1"
+# The renderable ones among them (the others are no longer rendered).
+RENDERABLE_BY_ID = (
     "SELECT " + ", ".join(f"{expr} AS {name}" for name, expr in AGENT_COLUMNS)
-    + " FROM users u WHERE u.id = ANY($1::bigint[])"
+    + " FROM users u JOIN roles r ON r.id = u.role_id"
+    f" WHERE u.id = ANY($1::bigint[]) AND {_RENDERABLE}"
+)
+# What a loader consumed ($1: its xmin), and the mark that tells other loaders (whose
+# last xmin is below it) to read everything once.
+JOURNAL_PRUNE = (
+    "WITH gone AS (DELETE FROM agent_journal WHERE xid < $1 RETURNING xid)"
+    " UPDATE agent_journal_state SET pruned_below = GREATEST(pruned_below,"
+    " (SELECT max(xid) + 1 FROM gone))"
+    " WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)"
 )
 
 VOICE_QUEUES = (
