@@ -8,7 +8,8 @@ service runs in-process with asterisk.backend = "realtime" or "files"):
 - floor: INSERT+COMMIT of one row plus one REGISTER round trip of an existing agent;
 - create -> registrable: the service's create, then REGISTERs until 200;
 - rotation effective (old refused and new accepted), delete effective (refused);
-- REGISTER latency of existing phones while creates stream in (p99);
+- REGISTER latency of existing phones while creates stream in (p99): the phones are a
+  process of their own (bench/phones.py), as real phones are never inside sipprov;
 - REGISTER storm of (up to 10,000 of) the N agents at 500/s and 1,000/s (successes):
   the files backend's storm is Asterisk's own ceiling (agents in memory), the floor
   the realtime storm is compared with;
@@ -23,10 +24,12 @@ fewer samples at large N (files_samples()).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
+import json
 import os
-import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -146,38 +149,45 @@ async def _storm(cfg: Any, n: int, rate: float) -> dict[str, Any]:
             "achieved_per_s": round(result.ok / result.elapsed, 1) if result.elapsed else None}
 
 
-async def _under_changes(svc: env.Service, client: SipClient, cfg: Any, n: int,
-                         creates: int, tag: str) -> dict[str, Any]:
-    """REGISTER latency of existing agents while `creates` agents are created (and
-    applied by the service's backend) one after another."""
-    stop = asyncio.Event()
-    lat: list[float] = []
-
-    async def phones() -> None:
-        rng = random.Random(7)
-        while not stop.is_set():
-            ext = cfg.extensions.first + rng.randrange(n)
-            answer = await client.register(str(ext), PASSWORD.format(ext=ext), expires=60)
-            if answer.ok:
-                lat.append(answer.elapsed_s)
-
-    task = asyncio.create_task(phones())
-    t0 = time.monotonic()
-    letters = "".join(chr(97 + int(d)) for d in tag if d.isdigit())
+async def _under_changes(svc: env.Service, cfg: Any, n: int, creates: int,
+                         tag: str) -> dict[str, Any]:
+    """REGISTER latency of existing agents (a phones process of their own:
+    bench/phones.py) while `creates` agents are created (and applied by the service's
+    backend) one after another."""
+    spec = {"host": "127.0.0.1", "port": cfg.pbx.sip_port, "first": cfg.extensions.first,
+            "n": n, "password_format": PASSWORD}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.phones", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[1]))
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((json.dumps(spec) + "\n").encode())
+    await proc.stdin.drain()
     try:
+        if (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() != b"ready":
+            raise RuntimeError("the phones process did not start")
+        t0 = time.monotonic()
+        letters = "".join(chr(97 + int(d)) for d in tag if d.isdigit())
         for i in range(creates):
             created = await in_tx(svc.pool, agents.create_agent, svc.cfg, AgentCreate(
                 first_name="Stream",
                 last_name=f"Agent{letters}{chr(97 + i % 26)}{chr(97 + i // 26)}",
                 email=f"stream{tag}{i}@example.com", role="extension"), "bench")
             await svc.applier.wait_applied(created.config_version or 0, 120)
+        duration = time.monotonic() - t0
+        proc.stdin.close()
+        out = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
     finally:
-        stop.set()
-        await task
-    return {"creates": creates, "registers": len(lat), "p50_ms": round((percentile(lat, 50) or 0) * 1000, 2),
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+    lat = out["latencies_s"]
+    return {"creates": creates, "registers": len(lat), "failed": out["failed"],
+            "phones": "a process of their own",
+            "p50_ms": round((percentile(lat, 50) or 0) * 1000, 2),
             "p99_ms": round((percentile(lat, 99) or 0) * 1000, 2),
             "max_ms": round(max(lat) * 1000, 2) if lat else None,
-            "duration_s": round(time.monotonic() - t0, 2)}
+            "duration_s": round(duration, 2)}
 
 
 # Storms use at most this many agents (one SIPp process; the goal is stated at 10,000).
@@ -302,7 +312,7 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int, backend: str,
             out["delete_effective_ms"] = _ms(dele)
             env.stage(f"{tag}: REGISTERs of existing phones while creates stream in")
             out["register_under_changes"] = await _under_changes(
-                svc, client, cfg, n, (4 if n < 50000 else 2) if files else 20, tag)
+                svc, cfg, n, (4 if n < 50000 else 2) if files else 20, tag)
         for rate in (500.0, 1000.0):
             env.stage(f"{tag}: storm {rate:g}/s of {min(n, STORM_AGENTS):,} agents")
             out[f"storm_{int(rate)}"] = await _storm(cfg, min(n, STORM_AGENTS), rate)
@@ -398,8 +408,10 @@ def section(bk: dict[str, Any]) -> list[str]:
              f"Measured {bk.get('date', '')} by `{bk.get('command', 'python -m bench --backends')}` "
              f"in one run ({bk.get('duration_s')} s; load average at the end "
              f"{bk.get('load', {}).get('loadavg_end')}) on this 2-core machine, shared with other "
-             "work: same PostgreSQL, same Asterisk instance, in-process SIP client (digest MD5). "
-             "Floor: INSERT+COMMIT of one row + one REGISTER round trip of an existing agent, "
+             "work: same PostgreSQL, same Asterisk instance, in-process SIP client (digest MD5); the "
+             "existing phones of the column 'REGISTER p99 while creating' run in a process of "
+             "their own (bench/phones.py), so the service's work does not delay the reading of "
+             "their answers. Floor: INSERT+COMMIT of one row + one REGISTER round trip of an existing agent, "
              "measured in each phase. Storms: one SIPp process, "
              f"{bk.get('storm_agents', STORM_AGENTS):,} agents (or N if fewer), right after "
              "Asterisk started; the files backend's storm (agents in Asterisk's memory) is "
