@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backends", action="store_true",
                    help="measure the two apply backends side by side in one run "
                         "(bench/backends.py) and merge the figures into --out and --markdown")
-    p.add_argument("--backend-agents", type=_int_list, default=[1000, 10000, 50000],
-                   help="N values of the backends run (default 1000,10000,50000)")
+    p.add_argument("--backend-agents", type=_int_list, default=[1000, 10000, 100000],
+                   help="N values of the backends run (default 1000,10000,100000: the sizes issue 11 names)")
     p.add_argument("--backend-files-max", type=int, default=10000,
                    help="the files backend is measured up to this N (default 10000: a reload "
                         "of 100,000 endpoints takes minutes)")
