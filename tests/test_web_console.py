@@ -10,6 +10,7 @@ The tests of this module run in order on one service and one browser."""
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.parse
 import urllib.request
 
@@ -322,6 +323,40 @@ def test_asterisk_page_lists_the_nodes(browser, console: Console) -> None:
     cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
     assert [c[0] for c in cells] == ["default"], cells
     assert cells[0][1] == "—"   # no site
+
+
+def test_asterisk_page_names_contact_states_in_words(browser, console: Console) -> None:
+    """A registered phone's state in the admin's words ("registered, not probed"), not
+    Asterisk's "NonQualified" (kept in the cell's title)."""
+    password = "Contact-State-2026"
+    ext, realm = console.agent_extension, console.cfg.asterisk.sip_realm
+
+    async def set_digest() -> None:
+        conn = await asyncpg.connect(console.dsn)
+        try:
+            await conn.execute(
+                "UPDATE users SET sip_ha1_md5 = md5($2), sip_ha1_sha256 = NULL WHERE id = $1",
+                console.agent_id, f"{ext}:{realm}:{password}")
+            await conn.execute(
+                "WITH v AS (UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version)"
+                " SELECT pg_notify('sipprov_config', version::text) FROM v")
+        finally:
+            await conn.close()
+
+    asyncio.run(set_digest())
+    deadline = time.monotonic() + 30
+    while not (reg := register(console, str(ext), password)).ok and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reg.ok, reg
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/asterisk")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#contacts tbody tr")
+    mine = [r for r in rows if r.find_element(By.TAG_NAME, "td").text == str(ext)]
+    assert mine, [r.text for r in rows]
+    state = mine[0].find_elements(By.TAG_NAME, "td")[3]
+    assert state.text == "registered, not probed"
+    assert state.get_attribute("title") == "NonQualified"
 
 
 def test_licence_limit_and_departments(browser, console: Console) -> None:
