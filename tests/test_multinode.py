@@ -20,6 +20,7 @@ import pytest
 from sipprov import pbx as pbx_mod
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
+from sipprov.apply import nodestatus
 from sipprov.apply.ami import AmiClient
 from sipprov.db.transaction import run
 from sipprov.directory import queues
@@ -85,6 +86,16 @@ async def test_a_registration_through_one_node_is_seen_by_every_node(cluster: Cl
     for node in (0, 1):
         (shown,) = await _node_contacts(cluster, node, a.sip.username)
         assert shown["Uri"] == row["uri"]
+    # /status counts it for the node that took it (reg_server), not for both; the CLI's
+    # probe of each node's AMI agrees
+    entries = await nodestatus.report(cluster.cfg, cluster.pool,
+                                      live=cluster.applier.status()["nodes"])
+    probed = await nodestatus.report(cluster.cfg, cluster.pool,
+                                     probed=await nodestatus.probe_all(cluster.cfg))
+    for got in (entries, probed):
+        assert [e["system_name"] for e in got] == [
+            f"sipprov-{n.pbx.instance}" for n in cluster.nodes]
+        assert [e["registered"] for e in got] == [0, 1], got
     await sipp.unregister(HOST, cluster.sip_port(1), a.sip.username, a.sip.password)
     assert await _rows(cluster, a.sip.username) == []
 

@@ -304,12 +304,17 @@ class AmiClient:
         if not answer.success:
             raise ReloadFailed(module, str(answer.message or answer.response))
 
-    async def version(self) -> str:
-        """Asterisk's version (CoreSettings AsteriskVersion)."""
+    async def core_settings(self) -> tuple[str, str]:
+        """Asterisk's version and its `systemname` (asterisk.conf; "" when unset: what
+        it writes as reg_server of a shared registration)."""
         answer = self._first(await self.send({"Action": "CoreSettings"}))
         if not answer.success:
             raise AmiError(f"AMI CoreSettings: {answer.message}")
-        return str(answer.get("AsteriskVersion", ""))
+        return str(answer.get("AsteriskVersion", "")), str(answer.get("SystemName", "") or "")
+
+    async def version(self) -> str:
+        """Asterisk's version (CoreSettings AsteriskVersion)."""
+        return (await self.core_settings())[0]
 
     async def pjsip_endpoint_exists(self, name: str) -> bool:
         """Whether Asterisk has loaded endpoint `name` (PJSIPShowEndpoint)."""

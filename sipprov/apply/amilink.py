@@ -27,6 +27,8 @@ class AmiLink:
         self.factory: AmiFactory = factory or (lambda: AmiClient(cfg))
         self.client: AmiClient | None = None
         self.asterisk_version: str | None = None
+        # its systemname (the reg_server of the registrations it took; None: unknown)
+        self.system_name: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -64,7 +66,7 @@ class AmiLink:
             raise Unavailable(f"Asterisk is not fully booted: {exc}") from exc
         self.client = client
         try:
-            self.asterisk_version = await client.version()
+            self.asterisk_version, self.system_name = await client.core_settings()
         except Exception as exc:  # informational only
             log.debug("could not read the Asterisk version: %s", exc)
         log.info("AMI connected to %s:%s (Asterisk %s)", self.cfg.ami_host,

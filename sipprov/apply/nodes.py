@@ -98,6 +98,7 @@ class NodeRunner:
             "reachable": self.reachable,
             "ami_connected": self.ami.connected,
             "asterisk_version": self.ami.asterisk_version,
+            "system_name": self.ami.system_name,
             "applied_version": self.applied_version,
             "applied_at": iso(self.applied_at),
             "last_error": self.last_error,

@@ -17,6 +17,7 @@ import asyncpg
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.stats import iso
 from sipprov.config import Config, Node
+from sipprov.db.sql import contacts as contacts_sql
 from sipprov.db.sql import nodes as nodes_sql
 
 PROBE_TIMEOUT_S = 3.0
@@ -28,6 +29,8 @@ class Probe:
     # Agents (numeric AORs) with at least one contact on the node.
     registered: int | None
     error: str | None
+    # The node's systemname (None: unknown).
+    system_name: str | None = None
 
 
 async def probe(node: Node, timeout: float = PROBE_TIMEOUT_S) -> Probe:
@@ -36,11 +39,12 @@ async def probe(node: Node, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     try:
         async with asyncio.timeout(timeout * 2):
             async with AmiClient(ast) as ami:
+                _, system_name = await ami.core_settings()
                 contacts = await ami.pjsip_contacts()
     except (AmiError, OSError, TimeoutError) as exc:
         return Probe(False, None, str(exc) or type(exc).__name__)
     aors = {c.get("Aor", "") for c in contacts}
-    return Probe(True, sum(1 for a in aors if a.isdigit()), None)
+    return Probe(True, sum(1 for a in aors if a.isdigit()), None, system_name)
 
 
 async def report(cfg: Config, pool: asyncpg.Pool | asyncpg.Connection,
@@ -51,6 +55,10 @@ async def report(cfg: Config, pool: asyncpg.Pool | asyncpg.Connection,
     (`live`: applier.status()["nodes"], `phones`: PhoneTracker.nodes()) or a probe."""
     recorded = await nodes_sql.read_all(pool)
     by_name = {n["name"]: n for n in live or []}
+    # Shared registrations: every node lists every phone, so a node's own are the rows
+    # whose reg_server is its systemname (learnt over AMI).
+    per_server = (await contacts_sql.registered_per_server(pool)
+                  if cfg.asterisk.shared_contacts else None)
     out = []
     for node in cfg.nodes:
         row = recorded.get(node.name)
@@ -74,12 +82,18 @@ async def report(cfg: Config, pool: asyncpg.Pool | asyncpg.Connection,
             entry["applied_version"] = max(entry["applied_version"], now["applied_version"])
         if phones and node.name in phones:
             entry["registered"] = phones[node.name].get("registered")
+        system_name = now.get("system_name")
         if probed and node.name in probed:
             p = probed[node.name]
             entry["reachable"] = p.reachable
             entry["registered"] = p.registered
+            system_name = p.system_name or system_name
             if not p.reachable:
                 entry["last_error"] = entry["last_error"] or f"AMI: {p.error}"
+        if per_server is not None:
+            entry["registered"] = (per_server.get(system_name, 0)
+                                   if system_name is not None else None)
+        entry["system_name"] = system_name
         out.append(entry)
     return out
 

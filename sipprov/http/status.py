@@ -100,7 +100,12 @@ STATUS_SCHEMA = {
                     "checked_at": {"type": ["string", "null"], "format": "date-time"},
                     "registered": {"type": ["integer", "null"], "minimum": 0,
                                    "description": "agents with a phone registered there "
-                                                  "(null: not watched)"},
+                                                  "(null: not watched); with shared "
+                                                  "contacts, the registrations this node "
+                                                  "took (reg_server = its systemname)"},
+                    "system_name": {"type": ["string", "null"],
+                                    "description": "the node's systemname, from AMI "
+                                                   "(null: not known yet)"},
                     "last_error": {"type": ["string", "null"]},
                     "last_error_at": {"type": ["string", "null"], "format": "date-time"},
                 },

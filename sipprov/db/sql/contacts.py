@@ -21,6 +21,21 @@ FOR_AOR = (
     "  FROM asterisk.ps_contacts WHERE id LIKE $1 || '^3B@%' ORDER BY id"
 )
 
+# Agents (numeric AORs) with an unexpired registration, per node that took it
+# (reg_server: the node's systemname).
+REGISTERED_PER_SERVER = (
+    "SELECT coalesce(reg_server, '') AS reg_server,"
+    " count(DISTINCT split_part(id, '^3B@', 1)) AS agents"
+    "  FROM asterisk.ps_contacts"
+    " WHERE split_part(id, '^3B@', 1) ~ '^[0-9]+$'"
+    "   AND (expiration_time IS NULL OR expiration_time > extract(epoch FROM now()))"
+    " GROUP BY 1"
+)
+
+
+async def registered_per_server(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    return {r["reg_server"]: r["agents"] for r in await conn.fetch(REGISTERED_PER_SERVER)}
+
 
 async def delete_for_aors(conn: asyncpg.Connection, aors: list[str]) -> int:
     """Remove every contact of these AORs; how many were removed."""
