@@ -9,34 +9,27 @@ database and leaves Asterisk clean: its generated files emptied and reloaded.
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from sipprov import pbx as pbx_mod
-from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
 from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient, AmiError
-from sipprov.apply.applier import Applier
 from sipprov.cli import renderops as render_cli
 from sipprov.config import Config, ExtensionsConfig
-from sipprov.db import database
 from sipprov.db.sql import config_state
 from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.errors import ConflictError
 from sipprov.pbx import sipp
+from tests.applier_env import Env, start_env
 from tests.pbx_fixtures import clean_asterisk
-from tests.service_helpers import wait_first_apply
 
 pytestmark = pytest.mark.pbx
 
@@ -44,51 +37,23 @@ HOST = "127.0.0.1"
 APPLY_TIMEOUT = 60.0
 
 
-@dataclass
-class Env:
-    cfg: Config
-    pool: asyncpg.Pool
-    applier: Applier
-
-    @property
-    def sip_port(self) -> int:
-        return self.cfg.pbx.sip_port
-
-    def reloads(self, module: str = "res_pjsip.so") -> int:
-        return int(self.applier.status()["reloads"][module])
-
-
-
 EnvFactory = Callable[..., Awaitable[Env]]
 
 
 @pytest.fixture
 async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFactory]:
-    """Builds the applier's Config from the PBX's (ports, generated dir) and this test's
-    database; starts the applier; cleans up Asterisk afterwards."""
+    """Appliers on this test's database (tests/applier_env.py); Asterisk cleaned
+    afterwards."""
     made: list[Env] = []
 
     async def make(ext: ExtensionsConfig | None = None) -> Env:
-        cfg = copy.deepcopy(pbx_config)
-        cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
-        cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=100,
-                                          backoff_min_s=0.2, backoff_max_s=1.0)
-        if ext is not None:
-            cfg.extensions = ext
-        pool = await database.create_pool(db_dsn, cfg.database)
-        async with pool.acquire() as conn:
-            await extensions.sync_pool(conn, cfg.extensions)
-        applier = Applier(pool, cfg)
-        env = Env(cfg, pool, applier)
+        env = await start_env(pbx_config, db_dsn, debounce_ms=100, ext=ext)
         made.append(env)
-        await applier.start()
-        await wait_first_apply(applier)
         return env
 
     yield make
     for env in made:
-        await env.applier.stop()
-        await env.pool.close()
+        await env.stop()
     await clean_asterisk(pbx_config)
 
 
@@ -155,10 +120,10 @@ async def test_sip_rotation_keeps_other_registrations(env: Env, ami: AmiClient) 
     assert reg_b.ok, reg_b
     assert "Contact:" in await _contacts(ami, b.sip.username)
 
-    reloads = env.reloads()
+    reloads = env.reloads("res_pjsip.so")
     new_sip, version = await run(env.pool, agents.rotate_sip_password, env.cfg, a.agent.id, None, "test")
     await _applied(env, version)
-    assert env.reloads() == reloads + 1
+    assert env.reloads("res_pjsip.so") == reloads + 1
     old = await sipp.register(HOST, env.sip_port, a.sip.username, a.sip.password)
     assert not old.ok and old.status in (401, 403), old
     new = await sipp.register(HOST, env.sip_port, new_sip.username, new_sip.password)
@@ -219,7 +184,7 @@ async def test_burst_of_1000_creates(make_env: EnvFactory, ami: AmiClient) -> No
     # 1,000 agents do not fit the default 3-digit range (100-999 holds 900 numbers):
     # this test uses 4-digit extensions.
     env = await make_env(ExtensionsConfig(first=1000, last=2999))
-    reloads = env.reloads()
+    reloads = env.reloads("res_pjsip.so")
     applies = env.applier.status()["applies"]
     t0 = time.monotonic()
     results = await asyncio.gather(*(_create(env, f"b{i}") for i in range(1000)))
@@ -228,7 +193,7 @@ async def test_burst_of_1000_creates(make_env: EnvFactory, ami: AmiClient) -> No
     await _applied(env, max(v for v in versions if v is not None))
     exts = [r.agent.extension for r in results]
     assert len(set(exts)) == 1000, "duplicate extensions"
-    pjsip_reloads = env.reloads() - reloads
+    pjsip_reloads = env.reloads("res_pjsip.so") - reloads
     st = env.applier.status()
     print(f"\n1,000 creates in {created_s:.1f} s: {st['applies'] - applies} applies, "
           f"{pjsip_reloads} res_pjsip reloads, last apply {st['last_apply_ms']} ms")

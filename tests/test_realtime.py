@@ -6,37 +6,29 @@ reloads no module. The key scenarios run on both backends (`backend` parameter).
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import json
 import random
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.agents.models import AgentCreate, AgentUpdate, QueueAssignment, QueueCreate
 from sipprov.apply import realtimeconf
 from sipprov.apply.ami import AmiClient
-from sipprov.apply.applier import Applier
-from sipprov.apply.backends.files import FilesBackend
-from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
-from sipprov.db import database
 from sipprov.db.transaction import run
 from sipprov.directory import queues
 from sipprov.http.agents import registration
 from sipprov.pbx import sipp
 from sipprov.pbx.sipclient import SipClient
+from tests.applier_env import Env, start_env
 from tests.faults.service import SIPPROV
 from tests.pbx_fixtures import REALTIME_DB_PASSWORD, clean_asterisk, point_realtime_at
-from tests.service_helpers import wait_first_apply
 
 pytestmark = pytest.mark.pbx
 
@@ -44,57 +36,25 @@ HOST = "127.0.0.1"
 APPLY_TIMEOUT = 60.0
 
 
-@dataclass
-class Env:
-    cfg: Config
-    pool: asyncpg.Pool
-    applier: Applier
-    phones: PhoneTracker
-
-    @property
-    def sip_port(self) -> int:
-        return self.cfg.pbx.sip_port
-
-    def reloads(self) -> int:
-        return sum(int(v) for v in self.applier.status()["reloads"].values())
-
-
 EnvFactory = Callable[..., Awaitable[Env]]
-
 
 
 @pytest.fixture
 async def make_env(pbx, pbx_config: Config, db_dsn: str) -> AsyncIterator[EnvFactory]:
-    """An applier on this test's database with the given backend; the PBX's realtime
-    driver points at the same database."""
+    """Appliers with the given backend and a phone tracker on this test's database
+    (tests/applier_env.py); the PBX's realtime driver points at the same database."""
     made: list[Env] = []
     await point_realtime_at(pbx_config, db_dsn)
 
     async def make(backend: str = "realtime", cache: bool = False) -> Env:
-        cfg = copy.deepcopy(pbx_config)
-        cfg.database = dataclasses.replace(cfg.database, dsn=db_dsn, pool_min=1, pool_max=10)
-        cfg.asterisk = dataclasses.replace(cfg.asterisk, backend=backend, realtime_cache=cache)
-        cfg.applier = dataclasses.replace(cfg.applier, debounce_ms=20,
-                                          backoff_min_s=0.2, backoff_max_s=1.0)
-        pool = await database.create_pool(db_dsn, cfg.database)
-        async with pool.acquire() as conn:
-            await extensions.sync_pool(conn, cfg.extensions)
-        applier = Applier(pool, cfg)
-        phones = PhoneTracker(cfg)   # as the service runs them
-        assert isinstance(applier.backend, FilesBackend)
-        applier.backend.on_registrations_ended = phones.forget
-        env = Env(cfg, pool, applier, phones)
+        env = await start_env(pbx_config, db_dsn, debounce_ms=20, backend=backend,
+                              cache=cache, phones=True)
         made.append(env)
-        await applier.start()
-        await phones.start()
-        await wait_first_apply(applier)
         return env
 
     yield make
     for env in made:
-        await env.phones.stop()
-        await env.applier.stop()
-        await env.pool.close()
+        await env.stop()
     await clean_asterisk(pbx_config)
     await point_realtime_at(pbx_config, pbx_config.database.dsn)
 
