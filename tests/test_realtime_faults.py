@@ -16,6 +16,7 @@ from sipprov.agents import extensions
 from sipprov.agents import service as agents
 from sipprov.apply.ami import AmiClient
 from sipprov.apply.applier import Applier
+from sipprov.apply.phones import PhoneTracker
 from sipprov.config import Config
 from sipprov.db import database
 from sipprov.db.database import DatabaseUnavailable
@@ -85,8 +86,6 @@ def own_postgres() -> Iterator[ControlledPostgres]:
 async def rt_env(pbx, pbx_config: Config, own_postgres: ControlledPostgres
                  ) -> AsyncIterator[Env]:
     """The realtime backend on a PostgreSQL this test may stop; Asterisk reads it."""
-    from tests.test_realtime import PhoneTracker
-
     dsn = await own_postgres.create_database("rt_" + uuid.uuid4().hex[:10])
     cfg = copy.deepcopy(pbx_config)
     cfg.database = dataclasses.replace(cfg.database, dsn=dsn, pool_min=1, pool_max=5,
