@@ -94,9 +94,37 @@ async def test_department_in_use_needs_force(admin: aiohttp.ClientSession) -> No
     assert (await call(admin, "GET", f"{AGENTS}/{made[0]['id']}")).body["department"] is None
 
 
+async def test_role_sip_off_needs_force(admin: aiohttp.ClientSession) -> None:
+    r = await call(admin, "POST", "/api/v1/roles", json={"name": "night", "sip_allowed": True})
+    assert r.status == 201, r.body
+    a = await _agent_in_queues(admin, role="night")
+    b = (await call(admin, "POST", AGENTS, json=agent_body(2, role="night", is_agent=False))).body
+    assert a["extension"] is not None and b["extension"] is None
+    r = await call(admin, "PATCH", "/api/v1/roles/night", json={"sip_allowed": False})
+    assert r.status == 409, r.body
+    err = r.body["error"]
+    assert (err["code"], err["field"]) == ("confirmation_required", "sip_allowed")
+    assert err["lost"] == {"sip_accounts": 1, "logins": [a["login"]]}
+    assert a["login"] in err["message"] and "force=true" in err["message"]
+    assert (await call(admin, "GET", "/api/v1/roles/night")).body["sip_allowed"] is True
+    assert (await call(admin, "GET", f"{AGENTS}/{a['id']}")).body["extension"] == a["extension"]
+
+    r = await call(admin, "PATCH", "/api/v1/roles/night?force=true", json={"sip_allowed": False})
+    assert r.status == 200 and r.body["sip_allowed"] is False, r.body
+    got = (await call(admin, "GET", f"{AGENTS}/{a['id']}")).body
+    assert (got["role"], got["extension"], got["queues"]) == ("night", None, [])
+    # The freed number is free again; turning SIP back on while the role has users is refused.
+    r = await call(admin, "PATCH", "/api/v1/roles/night", json={"sip_allowed": True})
+    assert r.status == 409 and r.body["error"]["code"] == "role_in_use"
+    audit = (await call(admin, "GET", "/api/v1/audit?entity=agent")).body["items"]
+    assert any(str(e["entity_id"]) == str(a["id"]) and "sip_allowed turned off" in str(e["details"])
+               for e in audit), audit
+
+
 async def test_openapi_documents_force(admin: aiohttp.ClientSession) -> None:
     doc = (await call(admin, "GET", "/api/v1/openapi.json")).body
     for path, method in [("/api/v1/agents/{id}", "patch"), ("/api/v1/queues/{name}", "delete"),
+                         ("/api/v1/roles/{name}", "patch"),
                          ("/api/v1/departments/{name}", "delete")]:
         op = doc["paths"][path][method]
         assert "force" in {p["name"] for p in op["parameters"]}, path

@@ -59,13 +59,14 @@ async def test_role_lifecycle(cfg: Config, agent_pool: asyncpg.Pool) -> None:
     a = (await run(agent_pool, agents.create_agent, cfg, new_agent(role="team-lead"), ACTOR)).agent
     assert a.has_sip and a.role == "team-lead"
 
-    # sip_allowed cannot change while the role has users (they would silently gain or
-    # lose SIP accounts); other flags can.
+    # sip_allowed off would take its users' SIP accounts: only when confirmed (force);
+    # other flags change freely.
     with pytest.raises(ConflictError) as exc:
         await run(agent_pool, directory.update_role,
                 cfg, "team-lead", parse(RoleUpdate, {"sip_allowed": False}),
                                     ACTOR)
-    assert (exc.value.field, exc.value.code) == ("sip_allowed", "role_in_use")
+    assert (exc.value.field, exc.value.code) == ("sip_allowed", "confirmation_required")
+    assert (await directory.get_role(agent_pool, "team-lead")).sip_allowed
     updated = await run(
         agent_pool, directory.update_role, cfg, "team-lead", parse(RoleUpdate, {"label": "Team leader",
                                                          "calls_allowed": False}), ACTOR

@@ -403,3 +403,104 @@ def test_deactivate_and_reactivate_button(browser, console: Console) -> None:
     browser.find_element(By.ID, "toggle-active").click()
     wait(browser, EC.text_to_be_present_in_element((By.ID, "toggle-active"), "Deactivate"))
     assert not browser.find_elements(By.ID, "deactivated")
+
+
+async def _sql(console: Console, query: str, *args: object) -> object:
+    conn = await asyncpg.connect(console.dsn)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+def _create_in_role(console: Console, role: str) -> tuple[int, str]:
+    """An agent with a SIP account in `role`, through the agent service."""
+    from sipprov.agents import service as agents
+    from sipprov.agents.models import AgentCreate
+    from sipprov.db import database
+    from sipprov.db.transaction import run
+
+    async def go() -> tuple[int, str]:
+        pool = await database.create_pool(console.dsn, console.cfg.database)
+        try:
+            made = await run(pool, agents.create_agent, console.cfg, AgentCreate(
+                first_name="Bartosz", last_name="Nocny", email="bartosz.nocny@example.com",
+                role=role), "test")
+        finally:
+            await pool.close()
+        assert made.agent.extension is not None
+        return made.agent.id, made.agent.login
+
+    return asyncio.run(go())
+
+
+def test_roles_create_edit_confirm_and_delete(browser, console: Console) -> None:
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/directory")
+    browser.find_element(By.ID, "manage-roles").click()
+    wait(browser, EC.url_to_be(console.url + "/directory/roles"))
+    # builtin roles cannot be deleted: no button
+    assert not browser.find_elements(By.ID, "delete-role-agent")
+    fill(browser, "role-name", "night-shift")
+    fill(browser, "role-label", "Night")
+    browser.find_element(By.ID, "role-sip").click()
+    browser.find_element(By.ID, "create-role").click()
+    wait(browser, EC.url_contains("done=created"))
+    assert "Night" in text_of(browser, "#role-night-shift")
+    # the label changes on the edit page
+    browser.find_element(By.CSS_SELECTOR, "#role-night-shift a[href='/directory/roles/night-shift']").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "save-role")))
+    fill(browser, "role-label", "Night shift")
+    browser.find_element(By.ID, "save-role").click()
+    wait(browser, EC.url_contains("done=saved"))
+    assert "Night shift" in text_of(browser, "#role-night-shift")
+
+    # sip_allowed off while an agent of the role has a SIP account: refused until confirmed
+    agent_id, login = _create_in_role(console, "night-shift")
+    browser.get(console.url + "/directory/roles/night-shift")
+    sip = browser.find_element(By.ID, "role-sip")
+    assert sip.is_selected()
+    sip.click()
+    browser.find_element(By.ID, "save-role").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "confirm-role-change")))
+    assert "lose their SIP account: 1" in text_of(browser, "#confirm-what")
+    assert text_of(browser, "#losing") == login
+    has_sip = "SELECT r.sip_allowed AND u.extension IS NOT NULL FROM users u JOIN roles r" \
+              " ON r.id = u.role_id WHERE u.id = $1"
+    assert asyncio.run(_sql(console, has_sip, agent_id)) is True  # nothing changed yet
+    browser.find_element(By.ID, "confirm-role-change").click()
+    wait(browser, EC.url_contains("done=saved"))
+    assert asyncio.run(_sql(console, "SELECT extension FROM users WHERE id = $1", agent_id)) is None
+    row = text_of(browser, "#role-night-shift")
+    assert "Night shift" in row and row.split()[3] == "no", row  # label, key, then SIP
+
+    # a role with users is not deleted; the page says how many
+    browser.find_element(By.ID, "delete-role-night-shift").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "delete-error")))
+    assert "still has users (1)" in text_of(browser, "#delete-error")
+    assert browser.find_elements(By.ID, "role-night-shift")
+    # an empty role goes at once
+    fill(browser, "role-name", "temp-role")
+    browser.find_element(By.ID, "create-role").click()
+    wait(browser, EC.url_contains("done=created"))
+    browser.find_element(By.ID, "delete-role-temp-role").click()
+    wait(browser, EC.url_contains("done=deleted"))
+    assert not browser.find_elements(By.ID, "role-temp-role")
+    audit = "SELECT count(*) FROM audit_log WHERE entity = 'role' AND actor = 'web:anna.admin'"
+    assert asyncio.run(_sql(console, audit)) == 5  # 2 creates, 2 updates, 1 delete
+
+
+def test_admin_rotation_shows_qr_and_one_time_link(browser, console: Console) -> None:
+    browser.get(f"{console.url}/agents/{console.agent_id}")
+    browser.find_element(By.ID, "rotate-sip").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "qr")))
+    assert browser.find_element(By.ID, "qr").get_attribute("src").startswith("data:image/svg+xml;base64,")
+    password = browser.find_element(By.ID, "sip-password").get_attribute("value")
+    link = browser.find_element(By.ID, "provisioning-link").get_attribute("value")
+    path = urllib.parse.urlsplit(link).path
+    status, xml = console.get(path)
+    assert status == 200, xml
+    assert f'<entry name="username" overwrite="true">{console.agent_extension}<' in xml.decode()
+    assert password not in xml.decode()
+    assert console.get(path)[0] == 404

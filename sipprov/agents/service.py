@@ -575,6 +575,28 @@ async def _refuse_silent_loss(
     raise ConfirmationRequired(f"{cause}: this change removes {', '.join(parts)}", cause, lost)
 
 
+async def follow_role(conn: asyncpg.Connection, cfg: Config, agent_id: int, actor: str) -> bool:
+    """Take away the SIP account (extension, digests, queue memberships, campaign
+    999999) of a user whose role no longer allows one: the role's sip_allowed was just
+    turned off, confirmed by the admin (directory.update_role with force). The same steps
+    as an update_agent that moves the user to such a role. No bump: the role change
+    bumps once for all its users. True when the user had a SIP account."""
+    transaction.require(conn)
+    up = await _start_update(conn, cfg, agent_id, {}, force=True)
+    if not up.had_sip or up.can_sip:
+        return False
+    await _sip_account(up)
+    up.new = {col: value for col, value in up.new.items() if up.row[col] != value}
+    await _memberships(up)
+    await _write_update(up, actor)
+    await audit.record(conn, actor, "update", "agent", agent_id, {
+        "cause": f"role {up.row['role_name']}: sip_allowed turned off",
+        "columns": sorted(up.new),
+        "extension": {"old": up.row["extension"], "new": None},
+    })
+    return True
+
+
 # --- delete --------------------------------------------------------------------------
 
 

@@ -1,8 +1,10 @@
 """Roles, departments and account types: list, create, update (and delete where safe).
 
-None of these reach Asterisk directly, so no mutation here bumps the config version:
-a role's sip_allowed, the one flag that would, cannot change while the role has users
-(move them first), so no user gains or loses a SIP account behind the agent service.
+Only one mutation here reaches Asterisk: turning a role's sip_allowed off while its
+users hold SIP accounts takes those accounts away (through the agent service, one bump
+for all), and only when confirmed (force; else ConfirmationRequired naming them).
+Turning it on while the role has users is refused (move them first): nobody gains a
+SIP account behind the agent service.
 Builtin roles (the seeded ones) may be edited but not renamed or deleted; the account
 type `standard` (the default of every create) may not be deleted.
 """
@@ -15,6 +17,7 @@ from typing import TypeAlias, TypeVar
 import asyncpg
 
 from sipprov import audit
+from sipprov.agents import service as agent_service
 from sipprov.agents import validation
 from sipprov.agents.models import (
     AccountType,
@@ -29,12 +32,15 @@ from sipprov.agents.models import (
 )
 from sipprov.config import Config
 from sipprov.db import transaction
+from sipprov.db.sql import config_state
 from sipprov.db.sql import directory as sql
 from sipprov.db.sql.constraints import conflict_from
 from sipprov.errors import ConfirmationRequired, ConflictError, NotFoundError
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 DEFAULT_ACCOUNT_TYPE = "standard"
+# How many logins a confirmation names (the count is always complete).
+NAMES_SHOWN = 20
 T = TypeVar("T")
 
 
@@ -94,7 +100,11 @@ async def create_role(conn: asyncpg.Connection, cfg: Config, data: RoleCreate, a
     return _role(await sql.get_role_by_id(conn, role_id))
 
 
-async def update_role(conn: asyncpg.Connection, cfg: Config, name: str, data: RoleUpdate, actor: str) -> Role:
+async def update_role(conn: asyncpg.Connection, cfg: Config, name: str, data: RoleUpdate, actor: str,
+                      *, force: bool = False) -> Role:
+    """Only the fields sent change. sip_allowed off while users of the role hold SIP
+    accounts: ConfirmationRequired (count and first logins) unless force, which takes
+    their SIP accounts away; sip_allowed on while the role has users: refused."""
     transaction.require(conn)
     fields = data.model_fields_set
     # FOR UPDATE waits for creates/updates of users that share-lock this role.
@@ -105,20 +115,43 @@ async def update_role(conn: asyncpg.Connection, cfg: Config, name: str, data: Ro
     }
     if new["name"] != row["name"] and row["builtin"]:
         raise validation.Refused("name", f"builtin role {row['name']} cannot be renamed")
-    if new["sip_allowed"] != row["sip_allowed"] and row["user_count"]:
+    holders: list[asyncpg.Record] = []
+    if new["sip_allowed"] and not row["sip_allowed"] and row["user_count"]:
         raise ConflictError(
             f"sip_allowed: role {row['name']} has {row['user_count']} users; move them to"
-            " another role before changing whether it gets SIP accounts",
+            " another role before giving the role SIP accounts",
             "sip_allowed",
             "role_in_use",
         )
+    if row["sip_allowed"] and not new["sip_allowed"] and row["user_count"]:
+        holders = await sql.role_sip_holders(conn, row["id"])
+        if holders and not force:
+            raise sip_loss(row["name"], holders)
     changed = {k: v for k, v in new.items() if v != row[k]}
     if changed:
         await _unique(new["name"], sql.update_role(conn, row["id"], **new))
         await audit.record(
-            conn, actor, "update", "role", row["id"], {"role": row["name"], "changed": changed}
+            conn, actor, "update", "role", row["id"],
+            {"role": row["name"], "changed": changed, "sip_accounts_removed": len(holders)},
         )
+    for holder in holders:
+        await agent_service.follow_role(conn, cfg, holder["id"], actor)
+    if holders:
+        await config_state.bump(conn)
     return _role(await sql.get_role_by_id(conn, row["id"]))
+
+
+def sip_loss(role: str, holders: list[asyncpg.Record]) -> ConfirmationRequired:
+    """What turning off a role's sip_allowed would take away: all counted, the first
+    NAMES_SHOWN named."""
+    logins = [h["login"] for h in holders[:NAMES_SHOWN]]
+    more = ", ..." if len(holders) > len(logins) else ""
+    return ConfirmationRequired(
+        f"sip_allowed: {len(holders)} agents of role {role} would lose their SIP account"
+        f" (extension, queue memberships): {', '.join(logins)}{more}",
+        "sip_allowed",
+        {"sip_accounts": len(holders), "logins": logins},
+    )
 
 
 async def delete_role(conn: asyncpg.Connection, cfg: Config, name: str, actor: str) -> None:
@@ -172,10 +205,6 @@ async def update_department(
             conn, actor, "update", "department", row["id"], {"old": row["name"], "new": data.name}
         )
     return _department(await sql.get_department(conn, data.name))
-
-
-# How many logins a confirmation names (the count is always complete).
-NAMES_SHOWN = 20
 
 
 async def delete_department(

@@ -1,5 +1,7 @@
 """/api/v1/roles, /api/v1/departments, /api/v1/account-types: the lists an admin picks
-from when creating a user. None of these changes reach Asterisk, so none waits."""
+from when creating a user. Only one change reaches Asterisk: a role's sip_allowed turned
+off with force=true takes its agents' SIP accounts away (applied by the applier as
+usual)."""
 
 from __future__ import annotations
 
@@ -59,10 +61,11 @@ async def _create(request: web.Request, model: type[Any], add: Callable[..., Awa
 
 
 async def _update(request: web.Request, model: type[Any],
-                  change: Callable[..., Awaitable[Any]]) -> web.Response:
+                  change: Callable[..., Awaitable[Any]], *, forceable: bool = False) -> web.Response:
+    extra = {"force": bool(query_bool(request, "force", False))} if forceable else {}
     data = parse(model, await read_json_object(request))
     s = request.app[SERVICES]
-    item = await run(s.pool, change, s.cfg, request.match_info["name"], data, actor(request))
+    item = await run(s.pool, change, s.cfg, request.match_info["name"], data, actor(request), **extra)
     return json_response(item.to_dict())
 
 
@@ -90,7 +93,7 @@ async def create_role(request: web.Request) -> web.Response:
 
 
 async def update_role(request: web.Request) -> web.Response:
-    return await _update(request, RoleUpdate, directory.update_role)
+    return await _update(request, RoleUpdate, directory.update_role, forceable=True)
 
 
 async def delete_role(request: web.Request) -> web.Response:
@@ -141,7 +144,8 @@ async def update_account_type(request: web.Request) -> web.Response:
 
 
 def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: type,
-          update: type, delete_note: str = "", delete_query: tuple[Param, ...] = ()) -> list[Route]:
+          update: type, delete_note: str = "", delete_query: tuple[Param, ...] = (),
+          update_query: tuple[Param, ...] = ()) -> list[Route]:
     """The routes of one directory list; `handlers`: list, create, get, update[, delete]."""
     one = f"{base}/{{name}}"
     routes = [
@@ -154,7 +158,7 @@ def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: typ
         Route("GET", one, handlers[2], f"One {what}", "directory",
               replies={200: Reply(f"the {what}", schema)}),
         Route("PATCH", one, handlers[3], f"Change a {what} (only the fields sent)",
-              "directory", body=update, errors=(409,),
+              "directory", body=update, errors=(409,), query=update_query,
               replies={200: Reply(f"the changed {what}", schema)}),
     ]
     if len(handlers) > 4:
@@ -167,7 +171,8 @@ def _crud(base: str, what: str, schema: Schema, handlers: list[Any], create: typ
 ROUTES = [
     *_crud(ROLES, "role", ROLE_SCHEMA,
            [list_roles, create_role, get_role, update_role, delete_role],
-           RoleCreate, RoleUpdate, "refused while it has users, and for builtin roles"),
+           RoleCreate, RoleUpdate, "refused while it has users, and for builtin roles",
+           update_query=(FORCE_PARAM,)),
     *_crud(DEPARTMENTS, "department", DEPARTMENT_SCHEMA,
            [list_departments, create_department, get_department, update_department,
             delete_department],

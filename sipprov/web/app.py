@@ -12,7 +12,7 @@ from sipprov._resources import template_root
 from sipprov.i18n.jinja import prepare_environment
 from sipprov.web import imports
 from sipprov.web.middleware import console_middleware
-from sipprov.web.views import agents, asterisk, auth, directory, me
+from sipprov.web.views import agents, asterisk, auth, directory, me, roles
 from sipprov.web.views import imports as import_views
 
 ROOT = template_root()  # the wheel's copy of templates/, or the checkout's
@@ -47,6 +47,11 @@ ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/queues/{name}", directory.queue),
     ("POST", "/queues/{name}/members/{agent_id}", directory.set_penalty),
     ("GET", "/directory", directory.directory),
+    ("GET", "/directory/roles", roles.list_roles),
+    ("POST", "/directory/roles", roles.create),
+    ("GET", "/directory/roles/{name}", roles.edit_form),
+    ("POST", "/directory/roles/{name}", roles.update),
+    ("POST", "/directory/roles/{name}/delete", roles.delete),
     ("POST", "/directory/{kind}", directory.create_entry),
     ("POST", "/directory/account_types/{name}/limit", directory.set_licence_limit),
     ("POST", "/directory/departments/{name}/delete", directory.delete_department),

@@ -120,6 +120,11 @@ def gettext(request: web.Request) -> Callable[[str], str]:
     return i18n.translations(keys.lang(request)).gettext
 
 
+def number(request: web.Request, value: int) -> str:
+    """A count in the page's language (`10 000`, `10.000`, `10,000`)."""
+    return i18n.format_number(value, keys.lang(request))
+
+
 def service_message(request: web.Request, exc: Exception) -> str:
     """A service error for the page, next to its field: the common ones in the page's
     language, the rest as the service words them (English), without the field prefix

@@ -267,7 +267,9 @@ def _change(make: Callable[..., Awaitable[Any]], model: type[BaseModel], fields:
         data: BaseModel = parse(model, fields(args))
         async with open_pool(cfg) as pool:
             if by_name:
-                item = await run(pool, make, cfg, args.name, data, cli_actor())
+                # `roles set --force`: confirm taking SIP accounts away (sip_allowed off).
+                extra = {"force": True} if getattr(args, "force", False) else {}
+                item = await run(pool, make, cfg, args.name, data, cli_actor(), **extra)
             else:
                 item = await run(pool, make, cfg, data, cli_actor())
         _emit(args, item.to_dict(), [f"{verb} {line(item)}"])
@@ -300,6 +302,9 @@ def register_directory(sub: argparse._SubParsersAction) -> None:
         c.add_argument("name")
         if action == "set":
             c.add_argument("--name", dest="new_name", metavar="NAME", help="rename (custom roles)")
+            c.add_argument("--force", action="store_true",
+                           help="with --no-sip-allowed: also when its agents have SIP accounts"
+                                " (they lose them)")
         c.add_argument("--label")
         for flag, text in (("sip_allowed", "its users get SIP accounts"),
                            ("web_login", "its users may log in to the web"),

@@ -25,6 +25,10 @@ UPDATE roles SET name = $2, label = $3, sip_allowed = $4, web_login = $5, calls_
 WHERE id = $1
 """
 DELETE_ROLE = "DELETE FROM roles WHERE id = $1"
+# The users of a role who hold a SIP account (turning its sip_allowed off takes them away).
+ROLE_SIP_HOLDERS = (
+    "SELECT id, login FROM users WHERE role_id = $1 AND extension IS NOT NULL ORDER BY lower(login), id"
+)
 # Creates and updates of users share-lock their role, so a change of sip_allowed (which
 # takes the row FOR UPDATE and checks the role's users) never races a user being given
 # or losing a SIP account under the old rule.
@@ -73,6 +77,10 @@ async def update_role(
 
 async def delete_role(conn: asyncpg.Connection, role_id: int) -> None:
     await conn.execute(DELETE_ROLE, role_id)
+
+
+async def role_sip_holders(conn: asyncpg.Connection, role_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(ROLE_SIP_HOLDERS, role_id)
 
 
 # --- departments ---------------------------------------------------------------------

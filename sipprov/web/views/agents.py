@@ -16,7 +16,7 @@ from sipprov.db.transaction import run
 from sipprov.directory import lookups
 from sipprov.directory import queues as queue_service
 from sipprov.errors import ConfirmationRequired, NotFoundError, SipprovError, ValidationError
-from sipprov.web import agentform, applied, pages
+from sipprov.web import agentform, applied, pages, softphone
 from sipprov.web.pages import admin_only
 
 PAGE_SIZE = 25
@@ -221,10 +221,11 @@ async def rotate_sip(request: web.Request) -> web.StreamResponse:
         return pages.render(request, "web/agents/show.html",
                             {"agent": agent, "error": pages.service_message(request, exc)}, status=422)
     mail = await mailer.send_changed(services.cfg.smtp, agent, sip=sip) if send else None
+    phone = await softphone.setup(request, agent.id)
     state = await applied.wait(request, version)
     return pages.render(request, "web/agents/created.html", {
         "agent": agent, "web_password": None, "sip": sip, "applied": state, "mail": mail,
-        "title": _("New SIP password"),
+        "title": _("New SIP password"), "phone": phone,
     })
 
 

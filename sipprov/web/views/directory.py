@@ -1,5 +1,5 @@
 """Admin pages for what agents refer to: queues (members and penalties), departments,
-roles and account types (licence use as used/limit). Changes go through
+roles (listed; edited in views/roles.py) and account types (licence use as used/limit). Changes go through
 sipprov.directory, as the API's."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from sipprov.agents.models import (
     AccountTypeUpdate,
     DepartmentCreate,
     QueueCreate,
-    RoleCreate,
     parse,
 )
 from sipprov.db.transaction import run
@@ -116,7 +115,7 @@ async def directory(request: web.Request) -> web.StreamResponse:
 
 @admin_only
 async def create_entry(request: web.Request) -> web.StreamResponse:
-    """POST /directory/{kind}: a new department, role or account type."""
+    """POST /directory/{kind}: a new department or account type (roles: views/roles.py)."""
     services = pages.services(request)
     kind = request.match_info["kind"]
     form = pages.form(request)
@@ -126,11 +125,6 @@ async def create_entry(request: web.Request) -> web.StreamResponse:
         if kind == "departments":
             await run(services.pool, lookups.create_department, services.cfg,
                                             parse(DepartmentCreate, {"name": name}), pages.actor(request))
-        elif kind == "roles":
-            await run(services.pool, lookups.create_role, services.cfg, parse(RoleCreate, {
-                "name": name, "label": pages.text(form, "label") or None,
-                "sip_allowed": form.get("sip_allowed") is not None,
-                "web_login": form.get("web_login") is not None}), pages.actor(request))
         elif kind == "account_types":
             limit = pages.text(form, "max_users")
             if limit and not limit.isdecimal():

@@ -10,7 +10,7 @@ from sipprov.agents import provisioning
 from sipprov.agents import service as agents
 from sipprov.apply import registrations
 from sipprov.db.transaction import run
-from sipprov.web import applied, pages, qr, security
+from sipprov.web import applied, pages, softphone
 from sipprov.web.pages import logged_in
 
 
@@ -34,12 +34,6 @@ async def profile(request: web.Request) -> web.StreamResponse:
     })
 
 
-def origin(request: web.Request) -> str:
-    """This service's address as the browser reached it (the QR code's link)."""
-    scheme = "https" if security.is_tls(request) else "http"
-    return f"{scheme}://{request.host}"
-
-
 @logged_in
 async def rotate_sip(request: web.Request) -> web.StreamResponse:
     user = pages.current_user(request)
@@ -49,12 +43,10 @@ async def rotate_sip(request: web.Request) -> web.StreamResponse:
         raise pages.Forbidden()
     sip, version = await run(services.pool, agents.rotate_sip_password, services.cfg, agent.id, None,
                                                     pages.actor(request))
-    token = await provisioning.issue_link(services.pool, agent.id)
-    link = origin(request) + provisioning.PATH_PREFIX + token
+    phone = await softphone.setup(request, agent.id)
     state = await applied.wait(request, version)
     return pages.render(request, "web/me_sip.html", {
-        "agent": agent, "sip": sip, "applied": state, "link": link, "qr": qr.data_uri(link),
-        "minutes": provisioning.LINK_LIFETIME_S // 60,
+        "agent": agent, "sip": sip, "applied": state, "phone": phone,
     })
 
 
