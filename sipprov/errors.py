@@ -6,11 +6,23 @@ from __future__ import annotations
 from sipprov.db.database import DatabaseUnavailable
 
 
+def N_(message: str) -> str:
+    """Mark a message for the gettext catalogs; it is translated where it is shown."""
+    return message
+
+
 class SipprovError(Exception):
-    """Base class: `code` is a stable machine-readable word, `field` names the input."""
+    """Base class: `code` is a stable machine-readable word, `field` names the input.
+
+    `template` and `params`, when set, are the reason alone (without the field) as a
+    catalog message with named placeholders, `template % params` being the English: the
+    console translates it (docs/i18n.md); the API and CLI show `message`, in English.
+    """
 
     code = "error"
     status = 400
+    template: str | None = None
+    params: dict[str, object] | None = None
 
     def __init__(self, message: str, field: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -100,6 +112,7 @@ class UnsupportedMediaError(SipprovError):
 
 
 __all__ = [
+    "N_",
     "SipprovError",
     "ValidationError",
     "ConflictError",

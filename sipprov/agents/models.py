@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 
 from sipprov.agents import fields as agent_fields
 from sipprov.agents import validation
-from sipprov.errors import ValidationError
+from sipprov.errors import N_, ValidationError
 
 OutboundMode = agent_fields.OutboundMode
 QueueKind = Literal["voice", "chat", "ticket"]
@@ -431,34 +431,40 @@ class AccountTypeUpdate(_Patch):
 M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "list_type": "must be a list",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "dict_type": "must be an object",
+    "missing": N_("is required"),
+    "extra_forbidden": N_("is not a known field"),
+    "string_type": N_("must be a string"),
+    "bool_type": N_("must be true or false"),
+    "bool_parsing": N_("must be true or false"),
+    "int_type": N_("must be an integer"),
+    "int_parsing": N_("must be an integer"),
+    "int_from_float": N_("must be an integer"),
+    "list_type": N_("must be a list"),
+    "model_type": N_("must be an object"),
+    "model_attributes_type": N_("must be an object"),
+    "dict_type": N_("must be an object"),
 }
+# pydantic's and email-validator's own words, replaced by ours (the API keeps their
+# detail in English; the console shows ours, translated).
+_EMAIL_INVALID = "value is not a valid email address"
 
 
-def _message(err: ErrorDetails) -> str:
+def _message(err: ErrorDetails) -> tuple[str, str | None, dict[str, object] | None]:
+    """(English reason, catalog template or None, its params) of one pydantic error."""
     ctx = err.get("ctx") or {}
     original = ctx.get("error")
     if isinstance(original, validation.Refused):
-        return original.reason
+        return original.reason, original.template, original.params
     if err["type"] in _MESSAGES:
-        return _MESSAGES[err["type"]]
+        return _MESSAGES[err["type"]], _MESSAGES[err["type"]], None
     msg = str(err.get("msg", "is not valid"))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if msg.startswith(_EMAIL_INVALID):
+        return msg, N_("must be a valid e-mail address"), None
     if msg.startswith("Input should be "):
         msg = "must be " + msg[len("Input should be ") :]
-    return msg
+    return msg, None, None
 
 
 def parse(model: type[M], data: Any) -> M:
@@ -474,8 +480,10 @@ def parse(model: type[M], data: Any) -> M:
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False, include_input=False)[0]
         path = ".".join(str(part) for part in err["loc"]) or None
-        message = _message(err)
-        raise ValidationError(f"{path}: {message}" if path else message, path) from None
+        message, template, params = _message(err)
+        error = ValidationError(f"{path}: {message}" if path else message, path)
+        error.template, error.params = template, params
+        raise error from None
 
 
 # --- output records ------------------------------------------------------------------

@@ -16,15 +16,20 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from sipprov.errors import ValidationError
+from sipprov.errors import N_, ValidationError
 
 
 class Refused(ValidationError, ValueError):
-    """A value refused by a whitelist: `field` names the input, `reason` says why."""
+    """A value refused by a whitelist: `field` names the input, `reason` says why (in
+    English; `template` % `params` is the same as a catalog message, for the console).
+    A `what` parameter is itself a catalog message."""
 
-    def __init__(self, field: str, reason: str):
+    def __init__(self, field: str, template: str, **params: object):
+        reason = template % params if params else template
         super().__init__(f"{field}: {reason}", field)
         self.reason = reason
+        self.template = template
+        self.params = params
 
 
 PERSON_NAME_MAX = 64
@@ -102,23 +107,24 @@ def _is_letter(ch: str) -> bool:
 def _check_chars(value: str, field: str, allowed: Callable[[str], bool], what: str) -> None:
     for ch in value:
         if is_control(ch):
-            raise Refused(field, f"control character {describe_char(ch)} is not allowed")
+            raise Refused(field, N_("control character %(char)s is not allowed"), char=describe_char(ch))
         if not allowed(ch):
-            raise Refused(field, f"character {describe_char(ch)} is not allowed in {what}")
+            raise Refused(field, N_("character %(char)s is not allowed in %(what)s"), char=describe_char(ch),
+                          what=what)
 
 
 def _check_length(value: str, field: str, max_len: int, min_len: int = 1) -> None:
     if len(value) < min_len:
         if min_len == 1:
-            raise Refused(field, "must not be empty")
-        raise Refused(field, f"must be at least {min_len} characters")
+            raise Refused(field, N_("must not be empty"))
+        raise Refused(field, N_("must be at least %(min)s characters"), min=min_len)
     if len(value) > max_len:
-        raise Refused(field, f"must be at most {max_len} characters")
+        raise Refused(field, N_("must be at most %(max)s characters"), max=max_len)
 
 
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise Refused(field, "must be a string")
+        raise Refused(field, N_("must be a string"))
     return value
 
 
@@ -130,11 +136,11 @@ def _trim(value: str) -> str:
 def person_name(value: object, field: str = "name") -> str:
     """First or last name: letters of any script, spaces, hyphens, apostrophes, dots."""
     text = unicodedata.normalize("NFC", _text(value, field))
-    _check_chars(text, field, lambda ch: _is_letter(ch) or ch in _NAME_PUNCTUATION, "a name")
+    _check_chars(text, field, lambda ch: _is_letter(ch) or ch in _NAME_PUNCTUATION, N_("a name"))
     text = _trim(text)
     _check_length(text, field, PERSON_NAME_MAX)
     if not any(ch.isalpha() for ch in text):
-        raise Refused(field, "must contain a letter")
+        raise Refused(field, N_("must contain a letter"))
     return text
 
 
@@ -142,7 +148,7 @@ def chat_name(value: object, field: str = "chat_name") -> str:
     """Chat display name: letters of any script, digits, spaces and a little punctuation."""
     text = unicodedata.normalize("NFC", _text(value, field))
     _check_chars(
-        text, field, lambda ch: _is_letter(ch) or ch.isdigit() or ch in _CHAT_PUNCTUATION, "a chat name"
+        text, field, lambda ch: _is_letter(ch) or ch.isdigit() or ch in _CHAT_PUNCTUATION, N_("a chat name")
     )
     text = _trim(text)
     _check_length(text, field, CHAT_NAME_MAX)
@@ -160,7 +166,7 @@ def caller_id_name(value: object, field: str = "caller_id") -> str:
         text,
         field,
         lambda ch: ch in _CALLER_ID_CHARS or ch in APOSTROPHES or _is_letter(ch),
-        "a caller id name (letters, digits, space and ' . _ @ ( ) + - only)",
+        N_("a caller id name (letters, digits, space and ' . _ @ ( ) + - only)"),
     )
     text = _trim(text)
     _check_length(text, field, CALLER_ID_MAX)
@@ -170,10 +176,11 @@ def caller_id_name(value: object, field: str = "caller_id") -> str:
 def login(value: object, field: str = "login") -> str:
     """Login: ASCII letters, digits, `.`, `_`, `-`; starts and ends with a letter or digit."""
     text = _text(value, field)
-    _check_chars(text, field, lambda ch: ch in _LOGIN_CHARS, "a login (ASCII letters, digits, . _ - only)")
+    _check_chars(text, field, lambda ch: ch in _LOGIN_CHARS,
+                 N_("a login (ASCII letters, digits, . _ - only)"))
     _check_length(text, field, LOGIN_MAX)
     if not _LOGIN_SHAPE.match(text):
-        raise Refused(field, "must start and end with a letter or digit")
+        raise Refused(field, N_("must start and end with a letter or digit"))
     return text
 
 
@@ -188,26 +195,28 @@ def phone_number(value: object, field: str = "phone") -> str:
         text,
         field,
         lambda ch: ch in "0123456789+" or ch in _PHONE_SEPARATORS,
-        "a phone number (digits, a leading +, spaces, - ( ) . only)",
+        N_("a phone number (digits, a leading +, spaces, - ( ) . only)"),
     )
     compact = "".join(ch for ch in text if ch not in _PHONE_SEPARATORS)
     if "+" in compact[1:]:
-        raise Refused(field, "'+' is only allowed at the start")
+        raise Refused(field, N_("'+' is only allowed at the start"))
     digits = compact.lstrip("+")
     if not (PHONE_DIGITS_MIN <= len(digits) <= PHONE_DIGITS_MAX):
-        raise Refused(field, f"must have {PHONE_DIGITS_MIN} to {PHONE_DIGITS_MAX} digits")
+        raise Refused(field, N_("must have %(min)s to %(max)s digits"), min=PHONE_DIGITS_MIN,
+                      max=PHONE_DIGITS_MAX)
     return compact
 
 
 def queue_name(value: object, field: str = "name") -> str:
     """Queue name: becomes a `[section]` of queues.conf, so ASCII letters, digits, _ and -."""
     text = _text(value, field)
-    _check_chars(text, field, lambda ch: ch in _QUEUE_CHARS, "a queue name (ASCII letters, digits, _ - only)")
+    _check_chars(text, field, lambda ch: ch in _QUEUE_CHARS,
+                 N_("a queue name (ASCII letters, digits, _ - only)"))
     _check_length(text, field, QUEUE_NAME_MAX)
     if not text[0].isalnum():
-        raise Refused(field, "must start with a letter or digit")
+        raise Refused(field, N_("must start with a letter or digit"))
     if text.lower() in RESERVED_QUEUE_NAMES:
-        raise Refused(field, f"'{text}' is reserved by Asterisk")
+        raise Refused(field, N_("'%(name)s' is reserved by Asterisk"), name=text)
     return text
 
 
@@ -218,7 +227,7 @@ def department_name(value: object, field: str = "name") -> str:
         text,
         field,
         lambda ch: _is_letter(ch) or ch.isdigit() or ch in _DEPARTMENT_PUNCTUATION,
-        "a department name",
+        N_("a department name"),
     )
     text = _trim(text)
     _check_length(text, field, DEPARTMENT_NAME_MAX)
@@ -233,10 +242,10 @@ def label(value: object, field: str = "label") -> str:
 def role_name(value: object, field: str = "name") -> str:
     """Role key used by the API (`agent`, `qa-lead`): lower-case ASCII, digits, hyphens."""
     text = _text(value, field)
-    _check_chars(text, field, lambda ch: ch in _ROLE_CHARS, "a role name (a-z, digits, - only)")
+    _check_chars(text, field, lambda ch: ch in _ROLE_CHARS, N_("a role name (a-z, digits, - only)"))
     _check_length(text, field, ROLE_NAME_MAX)
     if not _ROLE_SHAPE.match(text):
-        raise Refused(field, "must start with a letter")
+        raise Refused(field, N_("must start with a letter"))
     return text
 
 
@@ -247,12 +256,12 @@ def account_type_name(value: object, field: str = "name") -> str:
         text,
         field,
         lambda ch: ch in _ACCOUNT_TYPE_CHARS,
-        "an account type name (ASCII letters, digits, space, _ - only)",
+        N_("an account type name (ASCII letters, digits, space, _ - only)"),
     )
     text = _trim(text)
     _check_length(text, field, ACCOUNT_TYPE_NAME_MAX)
     if not text[0].isalnum():
-        raise Refused(field, "must start with a letter or digit")
+        raise Refused(field, N_("must start with a letter or digit"))
     return text
 
 
@@ -263,7 +272,7 @@ def sms_box(value: object, field: str = "sms_box") -> str:
         text,
         field,
         lambda ch: ch in _SMS_BOX_CHARS,
-        "an SMS box (ASCII letters, digits, space, . _ + @ - only)",
+        N_("an SMS box (ASCII letters, digits, space, . _ + @ - only)"),
     )
     text = _trim(text)
     _check_length(text, field, SMS_BOX_MAX)
@@ -275,6 +284,6 @@ def no_control(value: object, field: str, max_len: int = 1024) -> str:
     text = _text(value, field)
     for ch in text:
         if is_control(ch):
-            raise Refused(field, "must not contain control characters")
+            raise Refused(field, N_("must not contain control characters"))
     _check_length(text, field, max_len)
     return text

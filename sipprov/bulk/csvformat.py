@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from sipprov.agents import fields as agent_fields
 from sipprov.agents.models import Agent, AgentCreate
-from sipprov.errors import ValidationError
+from sipprov.errors import N_, ValidationError
 
 # The registry's CSV fields in its order (the identity first).
 AGENT_COLUMNS: tuple[str, ...] = agent_fields.csv_columns()
@@ -155,7 +155,9 @@ def parse_bool(cell: str, column: str) -> bool:
         return False
     if value in ("true", "yes", "1", "on"):
         return True
-    raise ValidationError(f"{column}: must be true or false", column)
+    error = ValidationError(f"{column}: must be true or false", column)
+    error.template = N_("must be true or false")
+    raise error
 
 
 def parse_action(cell: str) -> str:

@@ -212,6 +212,8 @@ async def import_file(pool: asyncpg.Pool, cfg: Config, path: Path | str,
                 commit = not opts.dry_run and (not bad or opts.continue_on_error)
                 t = time.monotonic()
                 if commit:
+                    if opts.on_commit is not None:
+                        await opts.on_commit(conn)
                     await tr.commit()
                     report.committed = True
                     report.config_version = version

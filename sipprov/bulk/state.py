@@ -41,6 +41,9 @@ class ImportOptions:
     progress_stream: TextIO | None = None
     # Called as (step, done, total) while the import runs (the console's progress bar).
     on_progress: Callable[[str, int, int | None], None] | None = None
+    # Run in the import's transaction just before its COMMIT (the console's job row
+    # records "committed" atomically with the import).
+    on_commit: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -55,9 +58,14 @@ class RowResult:
     error: str | None = None
     # update: field -> [before, after], as stored (the console's dry-run preview)
     changes: dict[str, list[Any]] | None = None
+    # the reason alone as a catalog message and its params (SipprovError.template):
+    # the console translates it; None: `error` is all there is (English)
+    reason: str | None = None
+    params: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None or k in ("line", "action")}
+        return {k: v for k, v in self.__dict__.items()
+                if (v is not None or k in ("line", "action")) and k not in ("reason", "params")}
 
 
 @dataclass
@@ -98,6 +106,8 @@ class Row:
         self.result.action = "error"
         self.result.field = field_name
         self.result.error = message
+        if isinstance(exc, SipprovError) and exc.template is not None:
+            self.result.reason, self.result.params = exc.template, exc.params
 
 
 @dataclass

@@ -77,12 +77,12 @@ def setup(app: web.Application) -> None:
     # Each page passes its language's gettext and formatters (sipprov.i18n).
     prepare_environment(aiohttp_jinja2.get_env(app))
     app.middlewares.append(console_middleware)
-    app[import_views.JOBS] = imports.Jobs()
+    app[import_views.RUNS] = imports.Runs()
 
-    async def close_jobs(app: web.Application) -> None:
-        await app[import_views.JOBS].close()
+    async def stop_imports(app: web.Application) -> None:
+        await app[import_views.RUNS].close()
 
-    app.on_cleanup.append(close_jobs)
+    app.on_shutdown.append(stop_imports)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     app.router.add_static("/static/", STATIC, append_version=True)

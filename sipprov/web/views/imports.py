@@ -1,5 +1,8 @@
 """Admin pages for CSV: import (upload, dry-run preview, apply with progress, the
-generated passwords once) and export."""
+generated passwords once) and export.
+
+Any instance behind the load balancer serves any step (sipprov/web/imports.py): the job
+is a row; its key is the cookie KEY_COOKIE, scoped to the job's path, set on upload."""
 
 from __future__ import annotations
 
@@ -9,14 +12,23 @@ from pathlib import Path
 from aiohttp import web
 
 from sipprov.bulk import importer
-from sipprov.web import imports, pages
+from sipprov.errors import SipprovError
+from sipprov.web import imports, pages, security
 from sipprov.web.pages import admin_only
 
-JOBS = web.AppKey("console_import_jobs", imports.Jobs)
+RUNS = web.AppKey("console_import_runs", imports.Runs)
 
 
-def _job(request: web.Request) -> imports.Job:
-    job = request.app[JOBS].get(request.match_info["job"], pages.current_user(request).user_id)
+def _key(request: web.Request) -> str | None:
+    return request.cookies.get(imports.KEY_COOKIE)
+
+
+async def _job(request: web.Request) -> imports.Job:
+    try:
+        job = await imports.load(pages.services(request).pool, request.match_info["job"],
+                                 pages.current_user(request).user_id, _key(request))
+    except imports.KeyMissing:
+        job = None
     if job is None:
         raise web.HTTPNotFound()
     return job
@@ -38,41 +50,59 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return pages.render(request, "web/import/upload.html",
                             {"errors": {"file": _("Choose a CSV file.")}}, status=422)
     services = pages.services(request)
-    job = request.app[JOBS].new(pages.current_user(request).user_id,
-                                getattr(upload, "filename", "") or "upload.csv", data,
-                                form.get("continue_on_error") is not None)
-    await imports.dry_run(services.pool, services.cfg, job, pages.actor(request))
-    if job.error is not None:
-        request.app[JOBS].forget(job)
+    try:
+        job_id, key = await imports.upload(
+            services.pool, services.cfg, pages.current_user(request).user_id,
+            getattr(upload, "filename", "") or "upload.csv", data,
+            form.get("continue_on_error") is not None, pages.actor(request))
+    except SipprovError as exc:
         return pages.render(request, "web/import/upload.html",
-                            {"errors": {"file": job.error}}, status=422)
-    return pages.redirect(f"/import/{job.id}")
+                            {"errors": {"file": exc.message}}, status=422)
+    response = pages.redirect(f"/import/{job_id}")
+    # Only this browser can open the job, on whichever instance; the path keeps the key
+    # of one job away from the requests of another.
+    response.set_cookie(imports.KEY_COOKIE, key, max_age=imports.MAX_AGE_S,
+                        path=f"/import/{job_id}", httponly=True, samesite="Strict",
+                        secure=security.is_tls(request))
+    return response
 
 
 @admin_only
 async def job_page(request: web.Request) -> web.StreamResponse:
-    job = _job(request)
-    return pages.render(request, "web/import/job.html", {"job": job})
+    job = await _job(request)
+    gettext = pages.gettext(request)
+    report = job.result or job.preview
+    reasons = {r.line: imports.reason_text(r, gettext) for r in report.rows if r.action == "error"}
+    return pages.render(request, "web/import/job.html",
+                        {"job": job, "report": report, "reasons": reasons})
 
 
 @admin_only
 async def apply(request: web.Request) -> web.StreamResponse:
-    job = _job(request)
-    if job.task is None:
-        services = pages.services(request)
-        imports.start(services.pool, services.cfg, job, pages.actor(request))
-    return pages.redirect(f"/import/{job.id}")
+    job_id = request.match_info["job"]
+    services = pages.services(request)
+    try:
+        await request.app[RUNS].start(services.pool, services.cfg, job_id,
+                                      pages.current_user(request).user_id, _key(request),
+                                      pages.actor(request), services.instance)
+    except imports.KeyMissing:
+        raise web.HTTPNotFound() from None
+    return pages.redirect(f"/import/{job_id}")
 
 
 @admin_only
 async def progress(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_job(request).progress())
+    return web.json_response((await _job(request)).progress())
 
 
 @admin_only
 async def credentials(request: web.Request) -> web.StreamResponse:
-    job = _job(request)
-    data = imports.take_credentials(job)
+    try:
+        data = await imports.take_credentials(
+            pages.services(request).pool, request.match_info["job"],
+            pages.current_user(request).user_id, _key(request))
+    except imports.KeyMissing:
+        data = None
     if data is None:
         raise web.HTTPNotFound()
     return web.Response(body=data, content_type="text/csv", charset="utf-8", headers={
