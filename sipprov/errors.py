@@ -3,6 +3,8 @@ CLI to a message and exit code, so the same rule gives the same answer everywher
 
 from __future__ import annotations
 
+from typing import Self
+
 from sipprov.db.database import DatabaseUnavailable
 
 
@@ -30,6 +32,16 @@ class SipprovError(Exception):
         self.field = field
         if code:
             self.code = code
+
+    @classmethod
+    def because(cls, field: str | None, template: str, /, code: str | None = None,
+                **params: object) -> Self:
+        """The error whose reason is the catalog message `template` % `params`, the
+        English `message` being "field: reason"."""
+        reason = template % params if params else template
+        error = cls(f"{field}: {reason}" if field else reason, field, code)
+        error.template, error.params = template, params or None
+        return error
 
     def extra(self) -> dict[str, object]:
         """More keys of the error body (none by default)."""

@@ -259,49 +259,64 @@ async def _has_credentials(dsn: str, job: str) -> bool:
 
 def test_polish_preview_names_the_field_with_a_polish_reason(browser, pair: Pair, tmp_path) -> None:
     path = write_csv(tmp_path, "pl.csv",
-                     "first_name,last_name,email,phone\n"
-                     "Jan,Nowak,jan.nowak@example,\n"
-                     "Ewa,\"Kowal\nska\",ewa@example.com,\n"
-                     "Olga,Lis,olga.lis@example.com,12\n")
+                     "first_name,last_name,email,phone,role\n"
+                     "Jan,Nowak,jan.nowak@example,,\n"
+                     "Ewa,\"Kowal\nska\",ewa@example.com,,\n"
+                     "Olga,Lis,olga.lis@example.com,12,\n"
+                     "Piotr,Nowy,piotr@example.com,,kierownik\n"
+                     "Adam,Mały,adam@example.com,,\n"
+                     "Adam,Duży,adam@example.com,,\n")
     browser.get(pair.b.url + "/agents")
     Select(browser.find_element(By.ID, "lang-switch")).select_by_value("pl")
     wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Agenci"))
     upload(browser, pair.b.url, path)
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.row-error")]
-    assert len(rows) == 3, rows
+    assert len(rows) == 5, rows
     assert "email: musi być poprawnym adresem e-mail" in rows[0], rows
     assert "last_name: znak sterujący U+000A LINE FEED jest niedozwolony" in rows[1], rows
     assert "phone: musi mieć od 3 do 20 cyfr" in rows[2], rows
+    assert "role: nieznana rola kierownik" in rows[3], rows
+    assert "email: adam@example.com występuje też w wierszu 7" in rows[4], rows
     assert "valid email" not in browser.page_source
     Select(browser.find_element(By.ID, "lang-switch")).select_by_value("en")
     wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "CSV import"))
 
 
-def test_a_job_whose_instance_dies_is_interrupted_and_changed_nothing(
-        browser, pair: Pair, tmp_path) -> None:
-    path = write_csv(tmp_path, "one.csv", "first_name,last_name,email\nIrena,Zerwana,irena@example.com\n")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_job_whose_instance_stops_is_interrupted_and_changed_nothing(
+        browser, pair: Pair, tmp_path, how: str) -> None:
+    """SIGKILL: the job's lock ends with B's session and A finds it free. SIGTERM: B
+    cancels the import (rolled back) and records the job interrupted itself."""
+    login = f"irena.{how.lower()}"
+    path = write_csv(tmp_path, "one.csv", f"first_name,last_name,email\nIrena,{how},irena@example.com\n")
     job = upload(browser, pair.a.url, path)
     browser.get(f"{pair.b.url}/import/{job}")
 
-    async def confirm_on_b_and_kill_it_mid_import() -> None:
+    async def confirm_on_b_and_stop_it_mid_import() -> None:
         # A transaction holding a lock the import's LOCK TABLE users waits for: B's
-        # import is then inside its transaction when B is SIGKILLed.
+        # import is then inside its transaction when B stops.
         blocker = await asyncpg.connect(pair.dsn)
         try:
             await blocker.execute("BEGIN; LOCK TABLE users IN ROW EXCLUSIVE MODE")
             browser.find_element(By.ID, "apply-import").click()
             wait(browser, EC.presence_of_element_located((By.ID, "import-progress")))
             await _wait_for_import_waiting(pair.dsn)
-            pair.b.kill()
+            if how == "SIGKILL":
+                pair.b.kill()
+            else:
+                assert pair.b.proc is not None
+                pair.b.proc.terminate()
+                await asyncio.to_thread(pair.b.proc.wait, 30)
+                assert pair.b.proc.returncode == 0, pair.b.log()[-2000:]
         finally:
             await blocker.close()
 
-    asyncio.run(confirm_on_b_and_kill_it_mid_import())
+    asyncio.run(confirm_on_b_and_stop_it_mid_import())
     try:
         browser.get(f"{pair.a.url}/import/{job}")
         wait(browser, EC.presence_of_element_located((By.ID, "import-interrupted")))
         assert "Nothing was imported" in browser.find_element(By.ID, "import-interrupted").text
-        assert asyncio.run(_count_login(pair.dsn, "irena.zerwana")) == 0
+        assert asyncio.run(_count_login(pair.dsn, login)) == 0
         assert asyncio.run(_state(pair.dsn, job)) == ("interrupted", False, False)
     finally:
         pair.b.start()

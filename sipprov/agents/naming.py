@@ -19,6 +19,7 @@ import unicodedata
 from urllib.parse import urlencode
 
 from sipprov.agents.validation import CALLER_ID_MAX, LOGIN_MAX, Refused
+from sipprov.errors import N_
 
 # Letters NFKD does not decompose into an ASCII base letter + combining marks.
 _FOLD_TABLE = str.maketrans(
@@ -78,7 +79,7 @@ def derive_login(first_name: str, last_name: str) -> str:
     if not first or not last:
         raise Refused(
             "login",
-            "cannot derive a login from this name (no Latin letters); give the login explicitly",
+            N_("cannot derive a login from this name (no Latin letters); give the login explicitly"),
         )
     base = f"{first}.{last}"[: LOGIN_MAX - SUFFIX_ROOM]
     return base.rstrip(".-")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from passlib.context import CryptContext
 
 from sipprov.agents.validation import Refused, is_control
+from sipprov.errors import N_
 
 HASH_SCHEMES = ("argon2", "pbkdf2_sha256")
 ARGON2_MEMORY_KIB = 19456
@@ -124,20 +125,20 @@ def check_web_password(
 ) -> str:
     """Minimum policy for a given web password; messages never contain the password."""
     if not isinstance(password, str):
-        raise Refused(field, "must be a string")
+        raise Refused(field, N_("must be a string"))
     if any(is_control(ch) for ch in password):
-        raise Refused(field, "must not contain control characters")
+        raise Refused(field, N_("must not contain control characters"))
     if len(password) < min_length:
-        raise Refused(field, f"must be at least {min_length} characters")
+        raise Refused(field, N_("must be at least %(min)s characters"), min=min_length)
     if len(password) > WEB_PASSWORD_MAX:
-        raise Refused(field, f"must be at most {WEB_PASSWORD_MAX} characters")
+        raise Refused(field, N_("must be at most %(max)s characters"), max=WEB_PASSWORD_MAX)
     lowered = password.lower()
     for other in (login, email, email.split("@")[0] if email else None):
         if other and lowered == other.lower():
-            raise Refused(field, "must not be the login or the e-mail address")
+            raise Refused(field, N_("must not be the login or the e-mail address"))
     if _char_classes(password) < 2:
         raise Refused(
-            field, "must mix at least two kinds of characters (lower-case, upper-case, digits, symbols)"
+            field, N_("must mix at least two kinds of characters (lower-case, upper-case, digits, symbols)")
         )
     return password
 
@@ -192,21 +193,22 @@ def check_sip_password(
 ) -> str:
     """Policy for a given SIP password; messages never contain the password."""
     if not isinstance(password, str):
-        raise Refused(field, "must be a string")
+        raise Refused(field, N_("must be a string"))
     for ch in password:
         if not ("!" <= ch <= "~") or ch in SIP_FORBIDDEN:
             raise Refused(
                 field,
-                "may only contain printable ASCII without spaces, quotes, backslash, ';', '#', '[' or ']'",
+                N_("may only contain printable ASCII without spaces, quotes, backslash,"
+                   " ';', '#', '[' or ']'"),
             )
     if len(password) < min_length:
-        raise Refused(field, f"must be at least {min_length} characters")
+        raise Refused(field, N_("must be at least %(min)s characters"), min=min_length)
     if len(password) > SIP_PASSWORD_MAX:
-        raise Refused(field, f"must be at most {SIP_PASSWORD_MAX} characters")
+        raise Refused(field, N_("must be at most %(max)s characters"), max=SIP_PASSWORD_MAX)
     lowered = password.lower()
     for other in (username, login):
         if other and lowered == other.lower():
-            raise Refused(field, "must not be the SIP username, extension or login")
+            raise Refused(field, N_("must not be the SIP username, extension or login"))
     return password
 
 

@@ -27,7 +27,7 @@ from sipprov.agents.models import AgentCreate, QueueAssignment, SipCredentials
 from sipprov.config import Config
 from sipprov.db.sql import directory as dir_sql
 from sipprov.db.sql import queues as queue_sql
-from sipprov.errors import ConflictError, ValidationError
+from sipprov.errors import N_, ConflictError, ValidationError
 
 MANUAL_DIAL_CAMPAIGN = 999999
 
@@ -305,7 +305,7 @@ def plan_create(cfg: Config, data: AgentCreate, role: asyncpg.Record) -> CreateP
 
 def _known_role(row: asyncpg.Record | None, name: str) -> asyncpg.Record:
     if row is None:
-        raise ValidationError(f"role: unknown role {name}", "role")
+        raise ValidationError.because("role", N_("unknown role %(name)s"), name=name)
     return row
 
 
@@ -321,7 +321,7 @@ async def department_id(conn: asyncpg.Connection, name: str | None) -> int | Non
         return None
     row = await dir_sql.get_department(conn, name)
     if row is None:
-        raise ValidationError(f"department: unknown department {name}", "department")
+        raise ValidationError.because("department", N_("unknown department %(name)s"), name=name)
     return row["id"]
 
 
@@ -332,9 +332,8 @@ async def ticket_queue(conn: asyncpg.Connection, name: str | None) -> str | None
         return None
     row = await queue_sql.get(conn, name)
     if row is None or row["kind"] != "ticket":
-        raise ValidationError(
-            f"default_ticket_queue: {name} is not a ticket queue", "default_ticket_queue"
-        )
+        raise ValidationError.because("default_ticket_queue", N_("%(name)s is not a ticket queue"),
+                                      name=name)
     return row["name"]
 
 
@@ -355,7 +354,8 @@ def memberships(
     for index, item in enumerate(items):
         row = found.get(item.name.lower())
         if row is None:
-            raise ValidationError(f"queues.{index}.name: unknown queue {item.name}", f"queues.{index}.name")
+            raise ValidationError.because(f"queues.{index}.name", N_("unknown queue %(name)s"),
+                                          name=item.name)
         out.append((row["id"], row["kind"], item.penalty))
     return out
 
@@ -384,11 +384,9 @@ class Licence:
 
     def refusal(self) -> ConflictError:
         """The error for each user past `allowed`."""
-        return ConflictError(
-            f"account_type: the licence of {self.name} allows {self.max_users} users and all are in use",
-            "account_type",
-            "licence_limit",
-        )
+        return ConflictError.because(
+            "account_type", N_("the licence of %(name)s allows %(max)s users and all are in use"),
+            code="licence_limit", name=self.name, max=self.max_users)
 
 
 async def check_licence(conn: asyncpg.Connection, account_type: str, n: int = 1) -> Licence:
@@ -400,7 +398,8 @@ async def check_licence(conn: asyncpg.Connection, account_type: str, n: int = 1)
     """
     row = await dir_sql.share_account_type(conn, account_type)
     if row is None:
-        raise ValidationError(f"account_type: unknown account type {account_type}", "account_type")
+        raise ValidationError.because("account_type", N_("unknown account type %(name)s"),
+                                      name=account_type)
     allowed = n
     if row["max_users"] is not None:
         await dir_sql.licence_lock(conn, row["id"])

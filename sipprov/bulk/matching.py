@@ -13,7 +13,7 @@ from sipprov.agents.models import NOT_NULLABLE_ON_UPDATE, Agent, AgentCreate, Ag
 from sipprov.bulk import csvformat as agentcsv
 from sipprov.bulk.state import ImportState, Row
 from sipprov.db.sql import bulk as sql
-from sipprov.errors import SipprovError, ValidationError
+from sipprov.errors import N_, SipprovError, ValidationError
 
 # Update fields whose empty cell clears the value.
 _CLEARABLE = frozenset(AgentUpdate.model_fields) - set(NOT_NULLABLE_ON_UPDATE)
@@ -50,12 +50,12 @@ async def match_and_validate(st: ImportState) -> None:
                 if uid is None:
                     _check_unmatched(row, action)
                 elif action == "create":
-                    raise ValidationError(
-                        f"login: action create, but agent {loaded[uid].login} exists", "login")
+                    raise ValidationError.because(
+                        "login", N_("action create, but agent %(login)s exists"), login=loaded[uid].login)
                 if uid is not None:
                     if uid in seen_agent:
-                        raise ValidationError(
-                            f"login: the same agent as line {seen_agent[uid]}", "login")
+                        raise ValidationError.because(
+                            "login", N_("the same agent as line %(line)s"), line=seen_agent[uid])
                     seen_agent[uid] = row.csv.line
                     row.agent = loaded[uid]
                     row.result.agent_id = uid
@@ -191,7 +191,8 @@ def _check_file_duplicates(st: ImportState) -> None:
             checks.append(("extension", number, numbers))
         for name, value, seen in checks:
             if value in seen:
-                row.fail(f"{name}: {value} is also on line {seen[value]}", name)
+                row.fail(ValidationError.because(
+                    name, N_("%(value)s is also on line %(line)s"), value=value, line=seen[value]))
                 break
         else:
             for _name, value, seen in checks:

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_AGE_S = 3600
 PROGRESS_EVERY_S = 0.5
 UPLOAD_NAME = "upload.csv"
+CREDENTIALS_NAME = "credentials.csv"
 KEY_COOKIE = "sipprov_import_key"
 FINISHED = ("done", "failed", "interrupted")
 # Parameters of a reason that are catalog messages themselves (validation.Refused).
@@ -174,7 +175,7 @@ def _options(folder: _Folder, continue_on_error: bool, actor: str, dry_run: bool
              **more: Any) -> importer.ImportOptions:
     return importer.ImportOptions(
         dry_run=dry_run, continue_on_error=continue_on_error, actor=actor,
-        credentials_path=folder.path / "credentials.csv", rejects_path=folder.path / "rejects.csv",
+        credentials_path=folder.path / CREDENTIALS_NAME, rejects_path=folder.path / "rejects.csv",
         wait=True, wait_timeout=60.0, apply_self=False, progress=False, **more)
 
 
@@ -272,7 +273,7 @@ class Runs:
         folder = _Folder(data)
         del data
         writer = asyncio.get_running_loop().create_task(flusher())
-        result, credentials, state = Report(), None, "failed"
+        result, credentials, state, cancelled = Report(), None, "failed", False
         started = time.monotonic()
         try:
             try:
@@ -281,22 +282,31 @@ class Runs:
                     on_progress=on_progress,
                     on_commit=committed))
                 result, state = Report.of(report), "done"
-                if report.credentials_path:
-                    credentials = Path(report.credentials_path).read_bytes()
             except SipprovError as exc:
                 result.error = exc.message
+            except asyncio.CancelledError:
+                # This instance stops (SIGTERM): the transaction rolled back, unless it
+                # had committed; either way the job says so, with any passwords made.
+                state, cancelled = "interrupted", True
             except Exception as exc:  # noqa: BLE001 - shown on the page, never a secret
                 result.error = type(exc).__name__
                 log.error("import job %s failed: %s", job_id, type(exc).__name__)
             finally:
+                # The importer keeps this file only once its transaction committed, even
+                # when a later step (waiting for Asterisk, hashing) failed.
+                with contextlib.suppress(FileNotFoundError):
+                    credentials = (folder.path / CREDENTIALS_NAME).read_bytes()
                 folder.remove()
                 writer.cancel()
                 with contextlib.suppress(BaseException):
                     await writer
             await flush()
-            await sql.finish(conn, job_id, state, _seal(key, result.dump()),
+            await sql.finish(conn, job_id, state,
+                             None if cancelled else _seal(key, result.dump()),
                              None if credentials is None else _seal(key, credentials))
             log.info("import job %s %s in %.1f s", job_id, state, time.monotonic() - started)
+            if cancelled:
+                raise asyncio.CancelledError()
         finally:
             # Cancelled or failed before the final state: the lock goes, and the next
             # poll (on any instance) reports the job interrupted.

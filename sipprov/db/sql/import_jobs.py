@@ -102,7 +102,7 @@ async def committed(conn: asyncpg.Connection, job_id: str) -> None:
     await conn.execute(COMMITTED, job_id)
 
 
-async def finish(conn: Conn, job_id: str, state: str, result_enc: bytes,
+async def finish(conn: Conn, job_id: str, state: str, result_enc: bytes | None,
                  credentials_enc: bytes | None) -> None:
     await conn.execute(FINISH, job_id, state, result_enc, credentials_enc)
 
