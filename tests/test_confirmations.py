@@ -146,6 +146,20 @@ def test_cli_set_needs_force(conf: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert '"extension": null' in capsys.readouterr().out
 
 
+def test_cli_roles_set_needs_force(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", str(conf), "roles", "create", "night", "--sip-allowed"]) == 0
+    assert main(["-c", str(conf), "agents", "create", "--first-name", "Ewa", "--last-name", "Nocna",
+                 "--email", "ewa.nocna@example.com", "--role", "night"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(conf), "roles", "set", "night", "--no-sip-allowed"]) == 2
+    err = capsys.readouterr().err
+    assert "confirm with --force" in err and "ewa.nocna" in err
+    assert main(["-c", str(conf), "roles", "set", "night", "--no-sip-allowed", "--force", "--json"]) == 0
+    assert '"sip_allowed": false' in capsys.readouterr().out
+    assert main(["-c", str(conf), "agents", "show", "ewa.nocna", "--json"]) == 0
+    assert '"extension": null' in capsys.readouterr().out
+
+
 async def test_csv_force_column(cfg: Config, agent_pool: asyncpg.Pool, admin: aiohttp.ClientSession,
                                 tmp_path: Path) -> None:
     a = await _agent_in_queues(admin)
