@@ -233,7 +233,9 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int, backend: str,
     cfg = copy.deepcopy(cfg0)
     cfg.asterisk = dataclasses.replace(cfg.asterisk, backend=backend, realtime_cache=cache)
     cfg.extensions = _extensions(cfg, n)
-    # Asterisk loads every endpoint at start (three times with realtime): ~1 min at 100,000
+    # the files backend's Asterisk loads every endpoint at start (~1 min at 100,000); the
+    # realtime one loads none (allow_unqualified_fetch=no: docs/apply.md, "Start-up with
+    # many agents")
     cfg.pbx = dataclasses.replace(cfg.pbx, boot_timeout_s=max(cfg.pbx.boot_timeout_s, 60 + n / 200))
     name = f"{backend}_{n}_{int(cache)}"
     dsn = await pg.create_database(name)

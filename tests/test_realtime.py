@@ -148,6 +148,15 @@ async def test_create_register_without_reload(make_env: EnvFactory, backend: str
         assert env.reloads() == reloads, "a realtime create reloaded a module"
         pj = (Path(env.cfg.generated_dir) / "pjsip.conf").read_text()
         assert "type=endpoint" not in pj
+        # no all-agents query is answered (allow_unqualified_fetch=no), so res_pjsip's
+        # start-up and reloads never load every agent (docs/apply.md, "Start-up with
+        # many agents"); the agent is read when asked for, also after a reload
+        assert await ami.pjsip_endpoint_exists(sip.username)
+        assert sip.username not in await ami.pjsip_endpoints()
+        await ami.reload("res_pjsip.so")
+        again = await sipp.register(HOST, env.sip_port, sip.username, sip.password,
+                                    realm=sip.realm)
+        assert again.ok and again.status == 200, again
     else:
         assert env.reloads() == reloads + 2  # pjsip.conf and extensions.conf
     await sipp.unregister(HOST, env.sip_port, sip.username, sip.password)

@@ -163,7 +163,9 @@ def sorcery_conf(cfg: Config, with_files: bool = True) -> str:
                 f"{kind}/cache = memory_cache,object_lifetime_maximum="
                 f"{int(ast.realtime_cache_lifetime_s)},expire_on_reload=yes,"
                 f"name={CACHE_NAMES[kind]}")
-        lines.append(f"{kind} = realtime,{family}")
+        # no "all objects" query: res_pjsip's start-up and reloads would load every
+        # agent several times (docs/apply.md, "Start-up with many agents")
+        lines.append(f"{kind} = realtime,{family},allow_unqualified_fetch=no")
     if ast.shared_contacts:
         # every node reads and writes the same registrations (default: astdb)
         lines.append(f"contact = realtime,{CONTACTS_FAMILY}")

@@ -15,10 +15,21 @@ from sipprov.apply.errors import NotVerified, Unavailable
 from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot, touched_between
 
 # Up to this many added/changed/removed endpoints are checked one by one
-# (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead.
+# (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead
+# (files backend) or a spread sample of this many is asked (realtime backend).
 VERIFY_ONE_BY_ONE_MAX = 50
 # Up to this many changed queues are asked one by one (QueueStatus Queue=...).
 VERIFY_QUEUES_ONE_BY_ONE_MAX = 20
+
+
+def _spread(extensions: set[int]) -> list[int]:
+    """At most VERIFY_ONE_BY_ONE_MAX of `extensions`, evenly spread, first and last
+    included (all of them when there are fewer)."""
+    ordered = sorted(extensions)
+    if len(ordered) <= VERIFY_ONE_BY_ONE_MAX:
+        return ordered
+    step = (len(ordered) - 1) / (VERIFY_ONE_BY_ONE_MAX - 1)
+    return [ordered[round(i * step)] for i in range(VERIFY_ONE_BY_ONE_MAX)]
 
 
 class Verifier:
@@ -75,7 +86,14 @@ class Verifier:
             removed = set(before) - set(current)
         if not must_exist and not removed:
             return
-        if not force and before is not None and len(must_exist) + len(removed) <= VERIFY_ONE_BY_ONE_MAX:
+        if self.realtime:
+            # Asterisk lists no realtime agents (sorcery.conf's allow_unqualified_fetch=no:
+            # a listing loads every agent, O(N^2) in Asterisk): each one is a row of the
+            # same table, read by the same query, so a spread sample of them is asked.
+            missing = [e for e in _spread(must_exist)
+                       if not await ami.pjsip_endpoint_exists(str(e))]
+            still = [e for e in _spread(removed) if await ami.pjsip_endpoint_exists(str(e))]
+        elif not force and before is not None and len(must_exist) + len(removed) <= VERIFY_ONE_BY_ONE_MAX:
             missing = [e for e in sorted(must_exist)
                        if not await ami.pjsip_endpoint_exists(str(e))]
             still = [e for e in sorted(removed) if await ami.pjsip_endpoint_exists(str(e))]
