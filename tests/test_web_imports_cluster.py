@@ -7,8 +7,10 @@ load balancer would send it.
 - The job's row holds no plaintext: neither a generated password nor an e-mail of the
   file; a browser without the job's key (cookie) gets nothing.
 - The preview in Polish names the field and gives sipprov's reason in Polish.
-- B SIGKILLed while it applies a job (held inside the import's transaction by a lock
-  the test holds): A reports the job interrupted, and nothing was imported.
+- B SIGKILLed, or stopped with SIGTERM, while it applies a job (held inside the
+  import's transaction by a lock the test holds): A reports the job interrupted, and
+  nothing was imported.
+- An expired job is gone for its browser, and deleted by the next upload on B.
 
 The tests of this module run in order on the same two instances and browser."""
 
@@ -282,6 +284,26 @@ def test_polish_preview_names_the_field_with_a_polish_reason(browser, pair: Pair
     wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "CSV import"))
 
 
+def test_an_expired_job_is_deleted_by_the_next_upload_on_any_instance(
+        browser, pair: Pair, tmp_path) -> None:
+    header = "first_name,last_name,email\n"
+    old = upload(browser, pair.a.url, write_csv(tmp_path, "old.csv", header + "O,Ld,o@example.com\n"))
+    asyncio.run(_expire(pair.dsn, old))
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    assert fetch(f"{pair.a.url}/import/{old}", cookies)[0] == 404
+    upload(browser, pair.b.url, write_csv(tmp_path, "new.csv", header + "N,Ew,n@example.com\n"))
+    assert asyncio.run(_state(pair.dsn, old)) is None
+
+
+async def _expire(dsn: str, job: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE import_jobs SET expires_at = now() - interval '1 second' WHERE id = $1", job)
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_a_job_whose_instance_stops_is_interrupted_and_changed_nothing(
         browser, pair: Pair, tmp_path, how: str) -> None:
@@ -343,7 +365,7 @@ async def _count_login(dsn: str, login: str) -> int:
         await conn.close()
 
 
-async def _state(dsn: str, job: str) -> tuple[str, bool, bool]:
+async def _state(dsn: str, job: str) -> tuple[str, bool, bool] | None:
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
@@ -351,7 +373,7 @@ async def _state(dsn: str, job: str) -> tuple[str, bool, bool]:
             " FROM import_jobs WHERE id = $1", job)
     finally:
         await conn.close()
-    return row["state"], row["committed"], row["upload"]
+    return None if row is None else (row["state"], row["committed"], row["upload"])
 
 
 # --- pure: the reason of a rejected row, in the page's language -------------------------------
