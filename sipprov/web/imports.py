@@ -237,10 +237,11 @@ class Runs:
                 await sql.unlock(conn, row["lock_key"])
                 await pool.release(conn)
                 return False
+            data = _unseal(key, started["upload_enc"])
         except BaseException:
+            # asyncpg's reset on release also frees the job's lock
             await pool.release(conn)
             raise
-        data = _unseal(key, started["upload_enc"])
         task = asyncio.get_running_loop().create_task(
             self._run(pool, cfg, conn, job_id, row["lock_key"], row["continue_on_error"], key, data, actor))
         self._tasks[job_id] = task
