@@ -313,6 +313,8 @@ def test_a_job_whose_instance_stops_is_interrupted_and_changed_nothing(
     path = write_csv(tmp_path, "one.csv", f"first_name,last_name,email\nIrena,{how},irena@example.com\n")
     job = upload(browser, pair.a.url, path)
     browser.get(f"{pair.b.url}/import/{job}")
+    assert pair.b.proc is not None
+    b_folders = f"{imports.FOLDER_PREFIX}{pair.b.proc.pid}-*"
 
     async def confirm_on_b_and_stop_it_mid_import() -> None:
         # A transaction holding a lock the import's LOCK TABLE users waits for: B's
@@ -323,6 +325,9 @@ def test_a_job_whose_instance_stops_is_interrupted_and_changed_nothing(
             browser.find_element(By.ID, "apply-import").click()
             wait(browser, EC.presence_of_element_located((By.ID, "import-progress")))
             await _wait_for_import_waiting(pair.dsn)
+            # the plaintext upload was deleted as soon as the importer had read it
+            folders = list(Path(tempfile.gettempdir()).glob(b_folders))
+            assert len(folders) == 1 and not (folders[0] / imports.UPLOAD_NAME).exists()
             if how == "SIGKILL":
                 pair.b.kill()
             else:
@@ -342,6 +347,8 @@ def test_a_job_whose_instance_stops_is_interrupted_and_changed_nothing(
         assert asyncio.run(_state(pair.dsn, job)) == ("interrupted", False, False)
     finally:
         pair.b.start()
+    # the killed process's folder is removed by the next start (SIGTERM: by B itself)
+    assert not list(Path(tempfile.gettempdir()).glob(b_folders))
 
 
 async def _wait_for_import_waiting(dsn: str) -> None:

@@ -174,6 +174,8 @@ async def import_file(pool: asyncpg.Pool, cfg: Config, path: Path | str,
     report = ImportReport(path=str(path), dry_run=opts.dry_run)
     t0 = time.monotonic()
     parsed = agentcsv.read_file(path)
+    if opts.remove_input:
+        path.unlink(missing_ok=True)
     defs = definitions.read_file(opts.definitions_path) if opts.definitions_path else None
     creds_path = Path(opts.credentials_path or default_credentials_path(path))
     rejects_path = Path(opts.rejects_path or default_rejects_path(path))

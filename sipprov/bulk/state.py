@@ -41,6 +41,9 @@ class ImportOptions:
     progress_stream: TextIO | None = None
     # Called as (step, done, total) while the import runs (the console's progress bar).
     on_progress: Callable[[str, int, int | None], None] | None = None
+    # Delete the input file as soon as it is read (the console's private copy of an
+    # upload: it may hold personal data, and nothing should outlive a killed process).
+    remove_input: bool = False
     # Run in the import's transaction just before its COMMIT (the console's job row
     # records "committed" atomically with the import).
     on_commit: Callable[[asyncpg.Connection], Awaitable[None]] | None = None

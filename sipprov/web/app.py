@@ -79,6 +79,11 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(console_middleware)
     app[import_views.RUNS] = imports.Runs()
 
+    async def remove_import_orphans(app: web.Application) -> None:
+        imports.remove_orphans()
+
+    app.on_startup.append(remove_import_orphans)
+
     async def stop_imports(app: web.Application) -> None:
         await app[import_views.RUNS].close()
 

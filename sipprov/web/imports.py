@@ -12,7 +12,7 @@ others; a restart forgets nothing but the work in flight.
   browser: an HttpOnly, SameSite=Strict cookie (Secure over TLS) whose path is the
   job's own, so any instance decrypts when that browser asks, and the row alone
   reveals nothing. The plaintext exists only in the memory of the instance serving a
-  request, and in a private folder (0700, files 0600) while the importer reads it.
+  request, and in a private folder (0700, files 0600) until the importer has read it.
 - **The apply** runs on the instance that received the confirmation. It holds the
   session advisory lock (7261019, lock_key) on a connection of its own for as long as
   the job runs and writes the progress to the row every PROGRESS_EVERY_S. Whichever
@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -51,12 +52,14 @@ from sipprov.bulk.state import RowResult
 from sipprov.config import Config
 from sipprov.db.sql import import_jobs as sql
 from sipprov.errors import SipprovError
+from sipprov.pbx import procfs
 
 log = logging.getLogger(__name__)
 
 MAX_AGE_S = 3600
 PROGRESS_EVERY_S = 0.5
 UPLOAD_NAME = "upload.csv"
+FOLDER_PREFIX = "sipprov-import-"
 CREDENTIALS_NAME = "credentials.csv"
 KEY_COOKIE = "sipprov_import_key"
 FINISHED = ("done", "failed", "interrupted")
@@ -159,10 +162,13 @@ def reason_text(row: RowResult, gettext: Callable[[str], str]) -> str:
 
 
 class _Folder:
-    """A private folder (0700) with the uploaded file (0600) while the importer reads it."""
+    """A private folder (0700) with the uploaded file (0600) until the importer has read
+    it (ImportOptions.remove_input), and the credentials file while the import runs.
+    Named after this process, so that folders left by a killed one are removed
+    (remove_orphans) by the next instance on the host that starts or takes an upload."""
 
     def __init__(self, data: bytes):
-        self.path = Path(tempfile.mkdtemp(prefix="sipprov-import-"))
+        self.path = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.csv = self.path / UPLOAD_NAME
         self.csv.touch(0o600)
         self.csv.write_bytes(data)
@@ -171,12 +177,23 @@ class _Folder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def remove_orphans() -> int:
+    """Delete the import folders of processes that are gone (SIGKILL, crash)."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not procfs.alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _options(folder: _Folder, continue_on_error: bool, actor: str, dry_run: bool,
              **more: Any) -> importer.ImportOptions:
     return importer.ImportOptions(
         dry_run=dry_run, continue_on_error=continue_on_error, actor=actor,
         credentials_path=folder.path / CREDENTIALS_NAME, rejects_path=folder.path / "rejects.csv",
-        wait=True, wait_timeout=60.0, apply_self=False, progress=False, **more)
+        wait=True, wait_timeout=60.0, apply_self=False, progress=False, remove_input=True, **more)
 
 
 async def upload(pool: asyncpg.Pool, cfg: Config, user_id: int, filename: str, data: bytes,
@@ -186,6 +203,7 @@ async def upload(pool: asyncpg.Pool, cfg: Config, user_id: int, filename: str, d
     and stores nothing."""
     with contextlib.suppress(asyncpg.PostgresError):
         await sql.prune(pool)
+    remove_orphans()
     folder = _Folder(data)
     try:
         report = await importer.import_file(pool, cfg, folder.csv,
