@@ -175,7 +175,8 @@ async def _under_changes(svc: env.Service, cfg: Any, n: int, creates: int,
             await svc.applier.wait_applied(created.config_version or 0, 120)
         duration = time.monotonic() - t0
         proc.stdin.close()
-        out = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        # to the end: one line of every latency (longer than a stream's line limit)
+        out = json.loads(await asyncio.wait_for(proc.stdout.read(), 60))
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
