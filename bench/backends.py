@@ -331,12 +331,13 @@ async def phase(cfg0: Any, pg: env.Postgres, n: int, samples: int, backend: str,
 async def run(cfg: Any, pg: env.Postgres, ns: list[int], samples: int,
               files_max: int = 10000,
               checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Every N, every backend; `checkpoint` gets the figures so far after each N (a
-    long run that is stopped keeps what it measured)."""
+    """Every N, every backend; `checkpoint` gets the figures so far after each phase
+    (a long run that is stopped keeps what it measured)."""
     results: dict[str, Any] = {"agents": ns, "samples": samples, "storm_agents": STORM_AGENTS,
                                "files_max_agents": files_max, "by_n": {}}
     for n in ns:
         row: dict[str, Any] = {}
+        results["by_n"][str(n)] = row
         for key, backend, cache in (("realtime", "realtime", False),
                                     ("realtime_cache", "realtime", True),
                                     ("files", "files", False)):
@@ -359,9 +360,8 @@ async def run(cfg: Any, pg: env.Postgres, ns: list[int], samples: int,
                 r["c2r_p50_minus_floor_ms"] = round(
                     (r["create_to_registrable_ms"]["p50"] or 0) - (r["floor_ms"]["p50"] or 0), 2)
             row[key] = r
-        results["by_n"][str(n)] = row
-        if checkpoint is not None:
-            checkpoint(results)
+            if checkpoint is not None:
+                checkpoint(results)
     firsts = [row["realtime"]["create_to_registrable_ms"]["p50"]
               for row in results["by_n"].values()
               if "create_to_registrable_ms" in row.get("realtime", {})]
