@@ -211,8 +211,8 @@ async def _insert_user(
 
     An explicit login that is taken is refused; a derived one takes the lowest free
     suffix (`jan.kowalski`, `jan.kowalski2`, ...). Derived logins of one base are
-    serialised by an advisory lock, and a unique violation (a concurrent explicit login)
-    is retried in a savepoint with the next candidate.
+    serialised by an advisory lock, and a login taken meanwhile (a concurrent explicit
+    login) inserts nothing and the next candidate is tried.
     """
     if explicit is not None:
         values["login"] = explicit
@@ -225,12 +225,10 @@ async def _insert_user(
     for _ in range(LOGIN_ATTEMPTS):
         values["login"] = naming.first_free_login(base, await sql.logins_like(conn, base))
         try:
-            async with conn.transaction():
-                await sql.insert(conn, values)
-            return values["login"]
+            if await sql.insert_unless_login_taken(conn, values):
+                return values["login"]
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "users_login_key":
-                raise conflict_from(exc) from None
+            raise conflict_from(exc) from None
     raise ConflictError(f"login: no free login found for {base}", "login", "login_taken")
 
 

@@ -73,6 +73,10 @@ INSERT = (
     + ")"
 )
 
+# A derived login: a taken one inserts nothing (no savepoint needed to try the next
+# candidate); any other unique violation still raises.
+INSERT_UNLESS_LOGIN_TAKEN = INSERT + " ON CONFLICT ((lower(login))) DO NOTHING RETURNING id"
+
 # Columns an update may set (besides updated_at/updated_by, always set).
 UPDATE_COLUMNS = frozenset(INSERT_COLUMNS) - {"id", "created_by", "updated_by"}
 
@@ -172,6 +176,12 @@ async def next_id(conn: asyncpg.Connection) -> int:
 
 async def insert(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
     await conn.execute(INSERT, *(values[c] for c in INSERT_COLUMNS))
+
+
+async def insert_unless_login_taken(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
+    """Insert the row; False (nothing inserted) when its login is taken."""
+    inserted = await conn.fetchval(INSERT_UNLESS_LOGIN_TAKEN, *(values[c] for c in INSERT_COLUMNS))
+    return inserted is not None
 
 
 async def lock(conn: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
