@@ -214,6 +214,8 @@ def take(browser: Browser, tmp: Path) -> list[Path]:
         saved.append(browser.shot(f"{lang}-queue"))
         browser.go("/directory")
         saved.append(browser.shot(f"{lang}-directory"))
+        browser.go("/directory/roles")
+        saved.append(browser.shot(f"{lang}-roles"))
         browser.go("/import")
         browser.by_id("file").send_keys(str(csv))
         browser.by_id("preview-import").click()
