@@ -91,8 +91,7 @@ def test_phone_device_state() -> None:
 
 
 def test_which_agents_lose_their_registrations() -> None:
-    from sipprov.apply.realtime import diff
-    from sipprov.apply.snapshot import AgentConf
+    from sipprov.apply.snapshot import AgentConf, diff_agents
 
     def agent(ext: int, md5: str, agent_id: int | None = None, name: str = "a.b") -> AgentConf:
         return AgentConf(agent_id or ext, ext, name, md5, None, None, False, None, False,
@@ -102,13 +101,13 @@ def test_which_agents_lose_their_registrations() -> None:
     now = {100: agent(100, "1" * 32, name="c.d"),   # renamed: changed, still registered
            101: agent(101, "9" * 32),                # rotated
            103: agent(103, "4" * 32)}                # new; 102 deleted
-    changes = diff(before, now)
+    changes = diff_agents(before, now)
     assert changes.credentials_gone == {101, 102}
     assert changes.changed == {100, 101, 102, 103}
     # the number went to another agent: the old phone must go too
-    assert diff({100: agent(100, "1" * 32, 5)}, {100: agent(100, "1" * 32, 6)}
+    assert diff_agents({100: agent(100, "1" * 32, 5)}, {100: agent(100, "1" * 32, 6)}
                 ).credentials_gone == {100}
-    assert diff(None, now).credentials_gone == frozenset()
+    assert diff_agents(None, now).credentials_gone == frozenset()
 
 
 async def test_asterisk_lookups_use_an_index(db_dsn: str) -> None:

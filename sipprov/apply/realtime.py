@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -23,7 +22,6 @@ from sipprov.apply import realtimeconf
 from sipprov.apply import render as render_mod
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import AgentConf, Snapshot, touched_between
 from sipprov.config import Config
 from sipprov.db.sql import contacts as contacts_sql
 from sipprov.db.sql import realtime as realtime_sql
@@ -61,30 +59,6 @@ async def disable_views(conn: asyncpg.Connection, cfg: Config) -> bool:
     """Files backend, once its files are live: the views go empty (an Asterisk mapping
     both wizards then sees each agent once). True when they were on."""
     return await realtime_sql.update_settings(conn, view_settings(cfg, False))
-
-
-@dataclass(frozen=True)
-class AgentChanges:
-    """What changed between what Asterisk was last verified to hold and the snapshot."""
-
-    changed: frozenset[int]      # new or different rows (extensions)
-    credentials_gone: frozenset[int]  # rotated digest, deleted or no longer an agent
-
-
-def diff(before: dict[int, AgentConf] | None, current: dict[int, AgentConf],
-         touched: set[int] | None = None) -> AgentChanges:
-    """touched: the only extensions that may differ (snapshot.touched_between); None:
-    compare every agent."""
-    if before is None:
-        return AgentChanges(frozenset(current), frozenset())
-    candidates = touched if touched is not None else set(current) | set(before)
-    changed = {e for e in candidates if before.get(e) != current.get(e)}
-    gone = {e for e in changed if e not in current}
-    rotated = {e for e in changed if e in before and e in current
-               and (before[e].ha1_md5 != current[e].ha1_md5
-                    or before[e].ha1_sha256 != current[e].ha1_sha256
-                    or before[e].id != current[e].id)}
-    return AgentChanges(frozenset(changed), frozenset(gone | rotated))
 
 
 async def expire_cache(ami: AmiClient, cfg: Config, extensions: set[int] | None) -> None:
@@ -138,20 +112,16 @@ async def end_registrations(ami: AmiClient, extensions: set[int],
     return removed
 
 
-async def end_gone_registrations(ami: AmiClient, before: Snapshot | None, snap: Snapshot,
-                                 devstate: bool = False,
+async def end_gone_registrations(ami: AmiClient, gone: set[int], devstate: bool = False,
                                  db: asyncpg.Connection | None = None) -> set[int]:
-    """After `snap` is live: end the registrations of agents whose credentials went away
-    since `before` (what Asterisk was last verified to hold; None: unknown, nothing)."""
-    if before is None:
-        return set()
-    changes = diff(before.extensions(), snap.extensions(), touched_between(before, snap))
+    """After a snapshot is live: end the registrations of these agents (their
+    credentials went away: AgentChanges.credentials_gone); errors as the applier's."""
     try:
-        await end_registrations(ami, set(changes.credentials_gone), devstate, db)
+        await end_registrations(ami, gone, devstate, db)
     except asyncpg.PostgresError as exc:
         raise Unavailable(f"database: ending registrations: {exc}") from exc
     except AmiError as exc:
         if not ami.connected:
             raise Unavailable(str(exc)) from exc
         raise NotVerified(f"ending registrations: {exc}") from exc
-    return set(changes.credentials_gone)
+    return gone

@@ -128,6 +128,32 @@ class Snapshot:
         return {a.extension: a for a in self.agents}
 
 
+@dataclass(frozen=True)
+class AgentChanges:
+    """What changed between two views of the agents (by extension)."""
+
+    changed: frozenset[int]           # new, different or gone
+    gone: frozenset[int]              # no longer an agent's
+    credentials_gone: frozenset[int]  # gone, rotated digest, or another agent's now
+
+
+def diff_agents(before: dict[int, AgentConf] | None, current: dict[int, AgentConf],
+                touched: set[int] | None = None) -> AgentChanges:
+    """before None (unknown): everything changed, no credentials known to be gone.
+    touched: the only extensions that may differ (touched_between); None: compare every
+    agent."""
+    if before is None:
+        return AgentChanges(frozenset(current), frozenset(), frozenset())
+    candidates = touched if touched is not None else set(current) | set(before)
+    changed = {e for e in candidates if before.get(e) != current.get(e)}
+    gone = {e for e in changed if e not in current}
+    rotated = {e for e in changed if e in before and e in current
+               and (before[e].ha1_md5 != current[e].ha1_md5
+                    or before[e].ha1_sha256 != current[e].ha1_sha256
+                    or before[e].id != current[e].id)}
+    return AgentChanges(frozenset(changed), frozenset(gone), frozenset(gone | rotated))
+
+
 def touched_between(old: Snapshot | None, new: Snapshot) -> set[int] | None:
     """The extensions whose agent may differ between `old` and `new`, when both come from
     the same loader and it still knows; None: compare every agent."""

@@ -12,7 +12,14 @@ from typing import Any
 
 from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import AgentConf, QueueConf, Snapshot, touched_between
+from sipprov.apply.snapshot import (
+    AgentChanges,
+    AgentConf,
+    QueueConf,
+    Snapshot,
+    diff_agents,
+    touched_between,
+)
 
 # Up to this many added/changed/removed endpoints are checked one by one
 # (PJSIPShowEndpoint); more, and one PJSIPShowEndpoints listing is compared instead
@@ -55,6 +62,11 @@ class Verifier:
         self.queues = None
         self.snapshot = None
 
+    def changes(self, snap: Snapshot) -> AgentChanges:
+        """How `snap`'s agents differ from what was last verified (everything when
+        nothing was): only the agents touched since, when the loader knows them."""
+        return diff_agents(self.agents, snap.extensions(), touched_between(self.snapshot, snap))
+
     def verified(self, snap: Snapshot) -> None:
         """Asterisk now holds `snap`."""
         self.agents = snap.extensions()
@@ -72,18 +84,15 @@ class Verifier:
             raise NotVerified(f"verification: {exc}") from exc
 
     async def _endpoints(self, ami: AmiClient, snap: Snapshot, force: bool) -> None:
-        current = snap.extensions()
         before = self.agents
-        touched = None if force else touched_between(self.snapshot, snap)
         if before is None or force:
+            current = snap.extensions()
             must_exist = set(current)
             removed = set(before or ()) - set(current)
-        elif touched is not None:  # only these may differ: O(changes)
-            must_exist = {e for e in touched if e in current and before.get(e) != current[e]}
-            removed = {e for e in touched if e in before and e not in current}
         else:
-            must_exist = {e for e, a in current.items() if before.get(e) != a}
-            removed = set(before) - set(current)
+            changes = self.changes(snap)
+            removed = set(changes.gone)
+            must_exist = set(changes.changed) - removed
         if not must_exist and not removed:
             return
         if self.realtime:

@@ -133,11 +133,12 @@ class FilesBackend:
         went away (a rotated password, a deleted or deactivated agent)."""
         t = time.monotonic()
         # shared registrations are rows in PostgreSQL: ended there, on every node
+        # what Asterisk was last verified to hold (unknown: nothing is known to be gone)
+        gone = set(self.verifier.changes(snap).credentials_gone) if self.verifier.known else set()
         db = (await req.db() if self.cfg.asterisk.shared_contacts and req.db is not None
-              and self.verifier.snapshot is not None else None)
+              and gone else None)
         ended = await realtime_mod.end_gone_registrations(
-            ami, self.verifier.snapshot, snap, devstate=self.cfg.asterisk.backend == "realtime",
-            db=db)
+            ami, gone, devstate=self.cfg.asterisk.backend == "realtime", db=db)
         if ended and self.on_registrations_ended is not None:
             self.on_registrations_ended(ended)
         req.phases["registrations"] = _ms(t)

@@ -25,7 +25,7 @@ from sipprov.apply.ami import AmiClient, AmiError
 from sipprov.apply.backends import ApplyRequest
 from sipprov.apply.backends.files import FilesBackend
 from sipprov.apply.errors import NotVerified, Unavailable
-from sipprov.apply.snapshot import Snapshot, touched_between
+from sipprov.apply.snapshot import Snapshot
 from sipprov.apply.verify import Verifier
 from sipprov.apply.worker import Worker
 from sipprov.config import Config
@@ -57,14 +57,12 @@ class RealtimeBackend(FilesBackend):
         """Expire the changed agents from the cache first (so the old credentials are
         refused from now on), then end the registrations made with them."""
         if self.cfg.asterisk.realtime_cache:
-            before = self.verifier.agents
-            changes = realtime_mod.diff(before, snap.extensions(),
-                                        touched_between(self.verifier.snapshot, snap))
+            changes = self.verifier.changes(snap)
             t = time.monotonic()
             try:
                 await realtime_mod.expire_cache(
                     ami, self.cfg,
-                    None if before is None or req.force else set(changes.changed))
+                    None if not self.verifier.known or req.force else set(changes.changed))
             except AmiError as exc:
                 if not ami.connected:
                     raise Unavailable(str(exc)) from exc
