@@ -36,12 +36,13 @@ async def version(pool: asyncpg.Pool) -> int:
     return (await config_state.read(pool)).version
 
 
-async def wait_first_apply(applier: Applier, timeout: float = 30) -> None:
-    """Until the applier's first apply is done (not merely attempted)."""
+async def wait_first_apply(applier: Applier, timeout: float = 30, attempted: bool = False) -> None:
+    """Until the applier's first apply is done (attempted: only over, perhaps failed)."""
+    counter = "attempts" if attempted else "applies"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = applier.status()
-        if st["applies"] >= 1 and not st["busy"]:
+        if st[counter] >= 1 and not st["busy"]:
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     raise AssertionError(f"the applier's first apply did not happen: {applier.status()}")

@@ -29,6 +29,7 @@ from sipprov.db.sql import config_state
 from sipprov.db.transaction import run
 from sipprov.directory import queues as queues_mod
 from tests.asterisk_conf import parse
+from tests.service_helpers import wait_first_apply
 
 
 class FakeAsterisk:
@@ -151,13 +152,7 @@ async def applier(applier_cfg: Config, pool: asyncpg.Pool,
 
 async def _settled(a: Applier, timeout: float = 10) -> None:
     """Wait for the first apply attempt to be over."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = a.status()
-        if st["attempts"] >= 1 and not st["busy"]:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(a.status())
+    await wait_first_apply(a, timeout, attempted=True)
 
 
 async def _until(predicate: Any, timeout: float = 10) -> None:
