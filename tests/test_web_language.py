@@ -119,3 +119,18 @@ async def test_add_agent_form_sets_the_language(client: Browser, pool: asyncpg.P
                                       language="en")
     assert status == 200, page
     assert await pool.fetchval("SELECT language FROM users WHERE id = $1", agent_id) == "en"
+
+
+async def test_add_agent_form_gives_the_reason_in_the_admins_language(
+        client: Browser, pool: asyncpg.Pool, cfg: Config) -> None:
+    """A field's reason is the service's catalog message, translated in the form as in
+    the import preview (not the English of the API)."""
+    await make_user(pool, cfg, "szef", "admin", "pl")
+    await client.login("szef")
+    fields = {"first_name": "Anna", "last_name": "Zła", "email": "not-an-address",
+              "role": "agent", "account_type": "standard", "priority": "1",
+              "outbound_mode": "manual", "language": "pl"}
+    status, page = await client.post("/agents/new", **fields)
+    assert status == 422
+    assert "Musi być poprawnym adresem e-mail" in page, page
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE last_name = 'Zła'") == 0

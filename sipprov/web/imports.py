@@ -52,6 +52,7 @@ from sipprov.bulk.state import RowResult
 from sipprov.config import Config
 from sipprov.db.sql import import_jobs as sql
 from sipprov.errors import SipprovError
+from sipprov.i18n import reasons
 from sipprov.pbx import procfs
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ FOLDER_PREFIX = "sipprov-import-"
 CREDENTIALS_NAME = "credentials.csv"
 KEY_COOKIE = "sipprov_import_key"
 FINISHED = ("done", "failed", "interrupted")
-# Parameters of a reason that are catalog messages themselves (validation.Refused).
-_TRANSLATED_PARAMS = ("what",)
 
 
 class KeyMissing(Exception):
@@ -149,13 +148,7 @@ def reason_text(row: RowResult, gettext: Callable[[str], str]) -> str:
     """A rejected row's reason without its field, in the page's language when it is one
     of sipprov's catalog messages (else the English)."""
     if row.reason is not None:
-        params = {k: gettext(v) if k in _TRANSLATED_PARAMS and isinstance(v, str) else v
-                  for k, v in (row.params or {}).items()}
-        text = gettext(row.reason)
-        try:
-            return text % params if params else text
-        except (KeyError, TypeError, ValueError):  # a broken translation: the English
-            return row.reason % params if params else row.reason
+        return reasons.reason(gettext, row.reason, row.params)
     error = row.error or ""
     prefix = f"{row.field}: " if row.field else None
     return error[len(prefix):] if prefix and error.startswith(prefix) else error

@@ -14,6 +14,7 @@ from multidict import MultiDictProxy
 
 from sipprov import i18n
 from sipprov.http.keys import SERVICES
+from sipprov.i18n import reasons
 from sipprov.web import keys
 from sipprov.web.security import CSRF_FIELD, expected_token
 from sipprov.web.sessions import WebUser
@@ -140,6 +141,10 @@ def service_message(request: web.Request, exc: Exception) -> str:
     }
     if code in known:
         return known[code]
+    template = getattr(exc, "template", None)
+    if template:  # a catalog message (SipprovError.because)
+        text = reasons.reason(_, template, getattr(exc, "params", None))
+        return text[:1].upper() + text[1:]
     message = str(getattr(exc, "message", exc))
     field = getattr(exc, "field", None)
     if field and message.startswith(field + ": "):
