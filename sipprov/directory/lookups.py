@@ -147,7 +147,7 @@ def sip_loss(role: str, holders: list[asyncpg.Record]) -> ConfirmationRequired:
     logins = [h["login"] for h in holders[:NAMES_SHOWN]]
     more = ", ..." if len(holders) > len(logins) else ""
     return ConfirmationRequired(
-        f"sip_allowed: {len(holders)} agents of role {role} would lose their SIP account"
+        f"sip_allowed: {len(holders)} agent(s) of role {role} would lose their SIP account"
         f" (extension, queue memberships): {', '.join(logins)}{more}",
         "sip_allowed",
         {"sip_accounts": len(holders), "logins": logins},
@@ -164,7 +164,8 @@ async def delete_role(conn: asyncpg.Connection, cfg: Config, name: str, actor: s
         )
     if row["user_count"]:
         raise ConflictError(
-            f"name: role {row['name']} has {row['user_count']} users", "name", "role_in_use"
+            f"name: role {row['name']} still has {row['user_count']} user(s): move them to"
+            " another role first", "name", "role_in_use"
         )
     await sql.delete_role(conn, row["id"])
     await audit.record(conn, actor, "delete", "role", row["id"], {"role": row["name"]})
