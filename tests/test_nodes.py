@@ -262,6 +262,7 @@ async def test_a_node_down_holds_nobody_back_and_catches_up(make_nodes: NodesFac
         assert lines[0].startswith(f"config version {js['config']['version']}, applied ")
         assert lines[1].split()[:2] == [names[0], "reachable"]
         assert lines[2].split()[:2] == [names[1], "unreachable"] and "error:" in lines[2]
+        assert "is Asterisk running there" in lines[3]  # what to do about it
     finally:
         await env.restart(1)
     # back: it gets what it missed, without a new change

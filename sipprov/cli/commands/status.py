@@ -46,4 +46,8 @@ async def status(cfg: Config, args: argparse.Namespace) -> int:
               f"({state.pending} pending)")
         for n in nodes:
             print(_line(n))
+        if any(not p.reachable for p in probed.values()):
+            print("an unreachable node keeps the version it has and catches up once its "
+                  "AMI answers: is Asterisk running there, and do asterisk.ami_* match its "
+                  "manager.conf? (development PBX: sipprov pbx up)")
     return EXIT_OK if all(p.reachable for p in probed.values()) else EXIT_FAILED
