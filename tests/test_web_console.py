@@ -504,3 +504,14 @@ def test_admin_rotation_shows_qr_and_one_time_link(browser, console: Console) ->
     assert f'<entry name="username" overwrite="true">{console.agent_extension}<' in xml.decode()
     assert password not in xml.decode()
     assert console.get(path)[0] == 404
+
+
+def test_queue_page_names_a_queue_without_a_label_of_its_own_once(browser, console: Console) -> None:
+    log_in(browser, console, "anna.admin", ADMIN_PASSWORD)
+    wait(browser, EC.url_to_be(console.url + "/agents"))
+    browser.get(console.url + "/queues")
+    fill(browser, "queue-name", "hotline")    # no label of its own: the name is the label
+    browser.find_element(By.CSS_SELECTOR, "form[action='/queues'] button[type=submit]").click()
+    wait(browser, EC.url_contains("done="))
+    browser.get(console.url + "/queues/hotline")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Queue hotline"
