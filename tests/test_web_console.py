@@ -18,21 +18,23 @@ import asyncpg
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from sipprov.pbx import sipp
 from tests.test_mailer import body_of
-from tests.web_fixtures import ADMIN_PASSWORD, AGENT_PASSWORD, LOCKED_PASSWORD, VI_PASSWORD, Console
+from tests.web_fixtures import (
+    ADMIN_PASSWORD,
+    AGENT_PASSWORD,
+    LOCKED_PASSWORD,
+    VI_PASSWORD,
+    Console,
+    wait,
+)
 
 pytest_plugins = ["tests.web_fixtures"]
 pytestmark = pytest.mark.pbx
 
 HOST = "127.0.0.1"
-WAIT_S = 20
-
-
-def wait(driver, condition):
-    return WebDriverWait(driver, WAIT_S).until(condition)
 
 
 def text_of(driver, css: str) -> str:

@@ -38,12 +38,13 @@ import asyncpg
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from sipprov.agents.validation import Refused
 from sipprov.bulk.state import RowResult
 from sipprov.i18n import translations
 from sipprov.web import imports
+from tests import web_fixtures
 from tests.conftest import cloned_database
 from tests.web_fixtures import ADMIN_PASSWORD, ROOT, _seed, _toml, free_port
 
@@ -131,7 +132,7 @@ async def pair(pbx, pbx_config, pg_base_dsn: str, pg_template: str) -> AsyncIter
 
 
 def wait(driver, condition):
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    return web_fixtures.wait(driver, condition, WAIT_S)
 
 
 def log_in(browser, url: str) -> None:

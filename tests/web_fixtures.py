@@ -54,6 +54,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait(driver, condition, timeout: float = 20):
+    """Until `condition`, asked again while the page is being replaced: an element found
+    on the old page then goes stale, or Chromium answers "Node with given id does not
+    belong to the document" (a WebDriverException); a condition never met still fails
+    with a timeout."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(condition)
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     """One headless Chromium for the whole session (fresh profile, no background
